@@ -1,0 +1,73 @@
+"""Checkpoints with orbax: one `CheckpointManager` per train stage, asynchronous saves.
+
+Layout: `WORKDIR/checkpoints/STAGE/STEP/`. A checkpoint holds the whole train state (step,
+parameters, optimiser state); the data order and the step's PRNG key are functions of the step,
+so restoring the newest checkpoint and continuing gives the same final parameters as a run that
+was never interrupted. Orbax writes into a temporary directory and renames it when complete, so
+a run killed mid-save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+CHECKPOINTS = "checkpoints"
+
+
+def stage_dir(workdir: str, stage: str) -> epath.Path:
+  return epath.Path(workdir) / CHECKPOINTS / stage
+
+
+class StageCheckpoints:
+  """Saves and restores the train state of one stage."""
+
+  def __init__(self, workdir: str, stage: str, keep: int = 2):
+    self.directory = stage_dir(workdir, stage)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any) -> None:
+    """Starts an asynchronous save of `state` at `step` (returns before the write ends)."""
+    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+  def restore(self, state_like: Any, step: int | None = None) -> Any:
+    """Restores the state at `step` (default newest) into the structure of `state_like`."""
+    step = self.latest_step() if step is None else step
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager."""
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def latest_checkpoint(workdir: str) -> epath.Path | None:
+  """The newest finished checkpoint of any stage of the run in `workdir`, or None."""
+  root = epath.Path(workdir) / CHECKPOINTS
+  found = []
+  if root.exists():
+    for stage in root.iterdir():
+      steps = ocp.utils.checkpoint_steps_paths(stage) if stage.is_dir() else []
+      found.extend(steps)
+  return max(found, key=lambda p: p.stat().mtime, default=None)
+
+
+def load_params(workdir: str) -> Any:
+  """The parameters of the newest checkpoint in `workdir`, as a pytree of arrays.
+
+  Raises FileNotFoundError naming the directory when the run has no finished checkpoint.
+  """
+  path = latest_checkpoint(workdir)
+  if path is None:
+    raise FileNotFoundError(f"No checkpoint under '{epath.Path(workdir) / CHECKPOINTS}': train "
+                            "a model there first (python -m bdjax.main --workdir=...).")
+  restored = ocp.StandardCheckpointer().restore(path / "default")
+  return restored["params"]

@@ -1,0 +1,152 @@
+"""Turns mistakes in a command line or config into one clear paragraph.
+
+`python -m bdjax.main` parses its flags through `parse_flags`; every mistake a user can make in
+the config (a file that does not exist, an unknown key, a value of the wrong type, a data path
+that does not exist, a value outside its range) raises `ConfigError`, which `main` prints as one
+paragraph before exiting with status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+from absl import flags
+from etils import epath
+
+USAGE = "usage: python -m bdjax.main --config=configs/NAME.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]"
+
+
+class ConfigError(Exception):
+  """A mistake in the command line or config that the user can fix; the message says how."""
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+  """absl `flags_parser` for `app.run`: parses `argv`, raising `ConfigError` on any mistake."""
+  config_arg = _flag_value(argv, "config")
+  if config_arg is None:
+    raise ConfigError(f"No --config given. {USAGE}. The shipped configs are in configs/ "
+                      "(configs/demo.py runs on the embedded dataset).")
+  path, _ = _split_config_arg(config_arg)
+  if not os.path.isfile(path):
+    raise ConfigError(f"Config file '{path}' does not exist. Pass the path of a Python file with a "
+                      "get_config() function, e.g. --config=configs/demo.py.")
+  try:
+    return flags.FLAGS(list(argv))
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    raise ConfigError(_explain_parse_error(argv, config_arg, e)) from None
+
+
+def load_config(config_arg: str) -> ml_collections.ConfigDict:
+  """Loads `path[:arg]` the way `config_flags` does: `get_config(arg)` or `get_config()`."""
+  path, arg = _split_config_arg(config_arg)
+  spec = importlib.util.spec_from_file_location("bdjax_user_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+  """The first component of `dotted` that `config` lacks, as a message, or None if it exists."""
+  node, seen = config, []
+  for part in dotted.split("."):
+    keys = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+    if part not in keys:
+      where = ".".join(seen) or "the top level"
+      hint = difflib.get_close_matches(part, keys, n=1)
+      guess = f" Did you mean '{'.'.join(seen + hint)}'?" if hint else ""
+      return (f"Unknown config key '{dotted}': there is no '{part}' under {where}.{guess} "
+              f"Keys there: {', '.join(sorted(keys)) or '(none)'}.")
+    node, seen = node[part], seen + [part]
+  return None
+
+
+def check_training_config(config: ml_collections.ConfigDict) -> None:
+  """Checks the stable keys every training config has, raising `ConfigError` on a bad value."""
+  for key in ("seed", "train.steps", "train.batch_size", "train.lr", "train.checkpoint_every"):
+    if unknown_key(config, key):
+      raise ConfigError(f"The config lacks the required key '{key}'. Every training config sets "
+                        "seed, train.steps, train.batch_size, train.lr and train.checkpoint_every; "
+                        "start from configs/tiny.py.")
+  for key in ("train.steps", "train.batch_size", "train.checkpoint_every"):
+    if _get(config, key) <= 0:
+      raise ConfigError(f"config.{key} must be a positive integer, got {_get(config, key)}.")
+  if not config.train.lr > 0:
+    raise ConfigError(f"config.train.lr must be positive, got {config.train.lr}.")
+
+
+def check_data(config: ml_collections.ConfigDict) -> None:
+  """Checks that the data the config reads exists (the embedded dataset always does)."""
+  data = config.data
+  if data.source == "synthetic":
+    return
+  for key in ("train", "eval"):
+    path = data.get(key, "")
+    if not path:
+      raise ConfigError(f"config.data.{key} is empty but data.source='{data.source}' reads "
+                        f"files: pass --config.data.{key}=PATH to your dataset (see README, "
+                        "'Real data').")
+    if not epath.Path(path).exists():
+      raise ConfigError(f"Dataset path '{path}' (config.data.{key}) does not exist. Point "
+                        f"--config.data.{key}=PATH at your copy of the dataset (see README, "
+                        "'Real data'), or run configs/demo.py on the embedded dataset.")
+  raise ConfigError(f"data.source='{data.source}' reads real corpora (CSV, webdataset, TFDS), "
+                    "which this version of bdjax cannot read yet; until then use "
+                    "data.source='synthetic' (configs/demo.py).")
+
+
+def check_config(config: ml_collections.ConfigDict | None) -> None:
+  """All start-up checks of a loaded config; raises `ConfigError` with what to do."""
+  if config is None:
+    raise ConfigError(f"No --config given. {USAGE}.")
+  check_training_config(config)
+  check_data(config)
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+def _flag_value(argv: Sequence[str], name: str) -> str | None:
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{name}="):
+      return arg.split("=", 1)[1]
+    if arg == f"--{name}" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _split_config_arg(config_arg: str) -> tuple[str, str | None]:
+  path, sep, arg = config_arg.partition(":")
+  return path, (arg if sep else None)
+
+
+def _overrides(argv: Sequence[str]) -> list[tuple[str, str]]:
+  pairs = []
+  for arg in argv:
+    m = re.match(r"--(?:no)?config\.([^=]+)(?:=(.*))?$", arg)
+    if m:
+      pairs.append((m.group(1), m.group(2) or ""))
+  return pairs
+
+
+def _explain_parse_error(argv: Sequence[str], config_arg: str, error: Exception) -> str:
+  try:
+    config = load_config(config_arg)
+  except Exception as load_error:  # The config file itself is broken: say where.
+    return (f"Could not load config '{config_arg}': {type(load_error).__name__}: {load_error}. "
+            "Fix the file (it must define get_config()) and run again.")
+  for key, _ in _overrides(argv):
+    message = unknown_key(config, key)
+    if message:
+      return message + " Fix or remove the --config." + key + " flag."
+  text = str(error).strip("'\"").replace("\\n", " ")
+  return (f"Bad command line: {text}. Each --config.KEY=VALUE must name an existing key and give "
+          "a value of the key's type (an int for an int key, a float for a float key, ...).")

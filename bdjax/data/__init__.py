@@ -1,0 +1,1 @@
+"""Data: the embedded synthetic dataset, sources, the grain pipeline and augmentations."""

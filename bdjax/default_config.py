@@ -1,0 +1,40 @@
+"""The keys every training config has, with their defaults; configs/*.py start from here.
+
+    seed                     every random choice of the run flows from it
+    stages                   names of the config sections to run, in order (see stages.py)
+    data.source              'synthetic' (embedded) | a real-data reader (later: 'csv', ...)
+    data.train, data.eval    paths of real data ('' for the embedded dataset)
+    data.num_train/num_eval  sizes of the embedded dataset's splits
+    data.image_size          input resolution
+    model                    see bdjax/models/build.py (`model_config(preset)`)
+    objective.name           'clip' | 'clip_ssl' | 'cyclip' | 'siglip' (+ their weights)
+    train.steps, batch_size (global), lr (peak), warmup_steps, weight_decay, b1, b2, eps,
+    train.grad_clip_norm (0 = off), checkpoint_every, keep_checkpoints, log_every
+    eval.batch_size          chunk size of the evaluators
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from bdjax.models import model_config
+
+
+def base_config(model: str = "tiny-cnn") -> ml_collections.ConfigDict:
+  """A complete training config (pre-train then evaluate) on the embedded dataset."""
+  c = ml_collections.ConfigDict()
+  c.name = "bdjax run"
+  c.seed = 0
+  c.stages = ("train", "eval")
+  c.data = ml_collections.ConfigDict(dict(
+      source="synthetic", train="", eval="", num_train=20_000, num_eval=1_000, image_size=32))
+  c.model = model_config(model)
+  c.objective = ml_collections.ConfigDict(dict(
+      name="clip", clip_weight=1.0, inmodal_weight=1.0, lambda_inmodal=0.25,
+      lambda_crossmodal=0.25))
+  c.train = ml_collections.ConfigDict(dict(
+      kind="train", steps=1000, batch_size=32, lr=1e-3, warmup_steps=50, weight_decay=0.1,
+      b1=0.9, b2=0.98, eps=1e-6, grad_clip_norm=1.0, checkpoint_every=500, keep_checkpoints=2,
+      log_every=50))
+  c.eval = ml_collections.ConfigDict(dict(kind="eval", batch_size=250))
+  return c

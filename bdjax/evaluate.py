@@ -1,0 +1,106 @@
+"""Evaluators: small objects with `run(encoder, params) -> dict[str, float]` (metrics as fractions).
+
+- `ZeroShot`: top-1/top-5 zero-shot classification (`ca_top1`, `ca_top5`): each class is the
+  re-normalised mean of its caption embeddings over the prompt templates; an image is assigned
+  the class of highest cosine similarity.
+- `Retrieval`: image->text and text->image recall@{1,5,10} on held-out pairs (`i2t_r1`, ...,
+  `t2i_r10`). A retrieved item counts as correct when its caption is identical to the query's
+  own caption (generated captions repeat, and an identical caption is an equally right answer).
+
+`Encoder` holds the jitted tower functions; evaluators call it in fixed-size chunks (the last
+one padded) so each tower compiles once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bdjax.data.augment import normalize
+
+
+class Encoder:
+  """Embeds images and texts with a CLIP model in fixed-size jitted chunks."""
+
+  def __init__(self, model: nn.Module, tokenizer: Callable[[Sequence[str]], np.ndarray],
+               batch_size: int = 256):
+    self.tokenizer = tokenizer
+    self.batch_size = batch_size
+    self._images = jax.jit(lambda p, x: model.apply(p, normalize(x), method="encode_image"))
+    self._texts = jax.jit(lambda p, t: model.apply(p, t, method="encode_text"))
+
+  def images(self, params: Any, images: np.ndarray) -> np.ndarray:
+    """uint8 [N, H, W, 3] -> L2-normalised [N, D]."""
+    return self._chunked(self._images, params, images)
+
+  def texts(self, params: Any, texts: Sequence[str]) -> np.ndarray:
+    """N strings -> L2-normalised [N, D]."""
+    return self._chunked(self._texts, params, self.tokenizer(list(texts)))
+
+  def _chunked(self, fn, params, x: np.ndarray) -> np.ndarray:
+    out, n, b = [], len(x), self.batch_size
+    for i in range(0, n, b):
+      chunk = x[i:i + b]
+      pad = b - len(chunk)
+      if pad:
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+      out.append(np.asarray(fn(params, chunk))[:b - pad])
+    return np.concatenate(out)
+
+
+def class_embeddings(encoder: Encoder, params: Any, class_names: Sequence[str],
+                     templates: Sequence[str]) -> np.ndarray:
+  """[C, D]: per class, the normalised mean of the normalised template-caption embeddings."""
+  prompts = [t.format(c) for c in class_names for t in templates]
+  emb = encoder.texts(params, prompts).reshape(len(class_names), len(templates), -1).mean(1)
+  return emb / np.linalg.norm(emb, axis=-1, keepdims=True)
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+  """Fraction of rows whose label is among the k highest scores."""
+  topk = np.argsort(-scores, axis=1)[:, :k]
+  return float(np.mean(np.any(topk == labels[:, None], axis=1)))
+
+
+class ZeroShot:
+  """Zero-shot classification accuracy of images with known labels."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+               templates: Sequence[str], prefix: str = "ca"):
+    self.images, self.labels = images, np.asarray(labels)
+    self.class_names, self.templates, self.prefix = list(class_names), list(templates), prefix
+
+  def run(self, encoder: Encoder, params: Any) -> dict[str, float]:
+    classes = class_embeddings(encoder, params, self.class_names, self.templates)
+    scores = encoder.images(params, self.images) @ classes.T
+    k5 = min(5, len(self.class_names))
+    return {f"{self.prefix}_top1": topk_accuracy(scores, self.labels, 1),
+            f"{self.prefix}_top5": topk_accuracy(scores, self.labels, k5)}
+
+
+def recall_at_k(scores: np.ndarray, correct: np.ndarray, k: int) -> float:
+  """Fraction of queries (rows) with a correct item (`correct[i, j]`) among the top k scores."""
+  topk = np.argsort(-scores, axis=1)[:, :k]
+  return float(np.mean(np.take_along_axis(correct, topk, axis=1).any(axis=1)))
+
+
+class Retrieval:
+  """Image<->text recall@{1,5,10} on held-out pairs."""
+
+  def __init__(self, images: np.ndarray, captions: Sequence[str]):
+    self.images, self.captions = images, list(captions)
+
+  def run(self, encoder: Encoder, params: Any) -> dict[str, float]:
+    scores = encoder.images(params, self.images) @ encoder.texts(params, self.captions).T
+    caps = np.asarray(self.captions, dtype=object)
+    correct = caps[:, None] == caps[None, :]
+    metrics = {}
+    for k in (1, 5, 10):
+      metrics[f"i2t_r{k}"] = recall_at_k(scores, correct, k)
+      metrics[f"t2i_r{k}"] = recall_at_k(scores.T, correct.T, k)
+    return metrics

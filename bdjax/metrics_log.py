@@ -1,0 +1,45 @@
+"""Where metrics go: one JSON object per line in `WORKDIR/metrics.jsonl`, and the console.
+
+Each line is `{"stage": ..., "step": ..., **metrics}`, metrics as plain floats (accuracies as
+fractions). Written by process 0 only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+from etils import epath
+
+FILENAME = "metrics.jsonl"
+
+
+class MetricsLog:
+  """Appends metrics records to `WORKDIR/metrics.jsonl` and logs them."""
+
+  def __init__(self, workdir: str):
+    self.path = epath.Path(workdir) / FILENAME
+    self._write = jax.process_index() == 0
+
+  def write(self, stage: str, step: int, metrics: dict[str, float], echo: bool = True) -> None:
+    record = {"stage": stage, "step": int(step), **{k: float(v) for k, v in metrics.items()}}
+    if self._write:
+      self.path.parent.mkdir(parents=True, exist_ok=True)
+      with self.path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    if echo:
+      shown = ", ".join(f"{k}={_fmt(v)}" for k, v in record.items() if k not in ("stage", "step"))
+      print(f"[{stage} step {step}] {shown}", flush=True)
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """All records of `WORKDIR/metrics.jsonl`, oldest first."""
+  path = epath.Path(workdir) / FILENAME
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _fmt(v: float) -> str:
+  return f"{v:.4g}" if math.isfinite(v) else str(v)

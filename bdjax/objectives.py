@@ -1,0 +1,61 @@
+"""Objectives of a run, chosen by `config.objective.name`, on the model's outputs.
+
+An objective maps the CLIP model's outputs on the batch (and, for SSL objectives, on a second
+augmented view of every image and caption) to a scalar loss and a dict of named terms:
+
+- `clip`:     MMCL, symmetric InfoNCE over the global batch;
+- `clip_ssl`: `clip_weight * MMCL + inmodal_weight * inmodal` (CleanCLIP's loss);
+- `cyclip`:   MMCL + CyCLIP's in-modal and cross-modal consistency regularisers;
+- `siglip`:   pairwise sigmoid loss with a learned bias (the model must have `logit_bias_init`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+
+import jax
+import ml_collections
+
+from bdjax import losses
+
+Outputs = Mapping[str, jax.Array]
+NAMES = ("clip", "clip_ssl", "cyclip", "siglip")
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """`fn(outputs, view_outputs) -> (loss, terms)`; `needs_views`: it wants `view_outputs`."""
+  name: str
+  fn: Callable[[Outputs, Outputs | None], tuple[jax.Array, dict[str, jax.Array]]]
+  needs_views: bool = False
+
+
+def make_objective(cfg: ml_collections.ConfigDict) -> Objective:
+  """Builds the objective named `cfg.name` with its weights from `cfg`."""
+  name = cfg.name
+  if name == "clip":
+    def fn(out, _):
+      loss = losses.clip_loss(out["image_emb"], out["text_emb"], out["scale"])
+      return loss, {"clip": loss}
+    return Objective(name, fn)
+  if name == "clip_ssl":
+    def fn(out, views):
+      mmcl = losses.clip_loss(out["image_emb"], out["text_emb"], out["scale"])
+      inmodal = losses.inmodal_loss(out["image_emb"], views["image_emb"], out["text_emb"],
+                                    views["text_emb"], out["scale"])
+      return cfg.clip_weight * mmcl + cfg.inmodal_weight * inmodal, {"clip": mmcl,
+                                                                      "inmodal": inmodal}
+    return Objective(name, fn, needs_views=True)
+  if name == "cyclip":
+    def fn(out, _):
+      loss = losses.cyclip_loss(out["image_emb"], out["text_emb"], out["scale"],
+                                cfg.lambda_inmodal, cfg.lambda_crossmodal)
+      return loss, {"cyclip": loss}
+    return Objective(name, fn)
+  if name == "siglip":
+    def fn(out, _):
+      loss = losses.siglip_loss(out["image_emb"], out["text_emb"], out["scale"], out["bias"])
+      return loss, {"siglip": loss}
+    return Objective(name, fn)
+  raise ValueError(f"Unknown objective '{name}'; choose one of {', '.join(NAMES)}.")

@@ -1,0 +1,112 @@
+"""Runs the stages of a config in order: `config.stages` names sections of the config.
+
+Each named section has a `kind` (default: its own name): `train` (a train stage, whose
+parameters go on to the next stage) or `eval` (zero-shot accuracy and retrieval of the current
+parameters). Later issues add `select` and `edit` stages (DESIGN.md); a defense is a list of
+stages, never a fork of the trainer. Finished train stages are skipped on a rerun: a rerun of
+the same command resumes where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+from bdjax import sharding
+from bdjax.checkpoint import StageCheckpoints
+from bdjax.data import pipeline, sources
+from bdjax.evaluate import Encoder, Retrieval, ZeroShot
+from bdjax.metrics_log import MetricsLog
+from bdjax.models import build_model, tokenize
+from bdjax.objectives import make_objective
+from bdjax.optimizer import make_optimizer
+from bdjax.report import write_report
+from bdjax.train import TrainState, make_train_step, train_loop
+
+
+@dataclasses.dataclass
+class Run:
+  """What the stages of one run share: config, model, data, the current parameters."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  model: nn.Module
+  mesh: jax.sharding.Mesh
+  log: MetricsLog
+  params: Any = None
+  step: int = 0
+  results: list = dataclasses.field(default_factory=list)
+
+  def tokenizer(self, texts):
+    return tokenize(texts, context_length=self.config.model.text.context_length)
+
+  def key(self, position: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(self.config.seed), position)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+  """Runs every stage of `config` in `workdir`; returns the evaluation results."""
+  r = Run(config, workdir, build_model(config.model), sharding.data_mesh(), MetricsLog(workdir))
+  for position, name in enumerate(config.stages):
+    stage = config[name]
+    kind = stage.get("kind", name)
+    print(f"Stage {position + 1}/{len(config.stages)}: {name} ({kind})", flush=True)
+    STAGE_KINDS[kind](r, name, stage, position)
+  if r.results:
+    print(write_report(workdir, config.get("name", "bdjax run"), r.results))
+  return r.results
+
+
+def init_params(r: Run, image_size: int) -> Any:
+  """Fresh parameters from `config.seed`, replicated over the mesh."""
+  images = np.zeros((1, image_size, image_size, 3), np.float32)
+  tokens = np.zeros((1, r.config.model.text.context_length), np.int32)
+  init = jax.jit(r.model.init, out_shardings=sharding.replicated(r.mesh))
+  return init(r.key(0), images, tokens)
+
+
+def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: int) -> None:
+  """Trains the current parameters with the stage's objective and optimiser; resumable."""
+  sharding.check_batch_size(stage.batch_size, r.mesh)
+  objective = make_objective(stage.get("objective", r.config.objective))
+  tx = make_optimizer(stage)
+  params = r.params if r.params is not None else init_params(r, r.config.data.image_size)
+  state = jax.jit(TrainState.create, static_argnums=1,
+                  out_shardings=sharding.replicated(r.mesh))(params, tx)
+  checkpoints = StageCheckpoints(r.workdir, name, stage.get("keep_checkpoints", 2))
+  if checkpoints.latest_step() is not None:
+    state = checkpoints.restore(state)
+    print(f"Resuming stage {name} from its checkpoint at step {int(state.step)}.", flush=True)
+  if int(state.step) < stage.steps:
+    seed = r.config.seed * 1000 + position
+    source = sources.train_source(r.config.data, r.config.seed)
+    data = pipeline.batches(source, stage.batch_size, seed, r.tokenizer, objective.needs_views)
+    state = train_loop(
+        state, make_train_step(r.model, objective, tx), data, steps=stage.steps,
+        key=r.key(position + 1), batch_size=stage.batch_size, mesh=r.mesh,
+        checkpoints=checkpoints, checkpoint_every=stage.checkpoint_every,
+        log_every=stage.get("log_every", 50), desc=name,
+        on_log=lambda step, m: r.log.write(name, step, m, echo=False))
+  checkpoints.close()
+  r.params, r.step = state.params, r.step + int(state.step)
+
+
+def eval_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: int) -> None:
+  """Zero-shot accuracy and retrieval of the current parameters, logged and reported."""
+  if r.params is None:
+    raise ValueError(f"Stage '{name}' evaluates a model, but no train stage came before it.")
+  data = sources.eval_data(r.config.data, r.config.seed)
+  encoder = Encoder(r.model, r.tokenizer, stage.get("batch_size", 256))
+  metrics = {}
+  for evaluator in (ZeroShot(data.images, data.labels, data.class_names, data.templates),
+                    Retrieval(data.images, data.captions)):
+    metrics.update(evaluator.run(encoder, r.params))
+  r.log.write(name, r.step, metrics)
+  r.results.append({"stage": name, "step": r.step, **metrics})
+
+
+STAGE_KINDS = {"train": train_stage, "eval": eval_stage}

@@ -1,0 +1,134 @@
+"""The one trainer: a pure, jitted step `(state, batch, rng) -> (state, metrics)` and its loop.
+
+One step:  batch -> normalise (+ augmented views for SSL) -> model.apply -> embeddings ->
+objective -> grad -> optimiser (optax) -> new params. The step is built once per stage from
+(model, objective, optimiser), closes over nothing else, and is jitted with the state donated.
+The loop feeds it the batch of step `t` and the key `fold_in(stage_key, t)`, both functions of
+`t` alone, so a run resumed from a checkpoint continues exactly as if never stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from bdjax import sharding
+from bdjax.checkpoint import StageCheckpoints
+from bdjax.data.augment import augment_images, normalize
+from bdjax.objectives import Objective
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss or gradient became NaN or infinite; the last good checkpoint was kept."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+  @classmethod
+  def create(cls, params: Any, tx: optax.GradientTransformation) -> "TrainState":
+    return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def model_outputs(model: nn.Module, params: Any, batch: Batch, rng: jax.Array,
+                  with_views: bool) -> tuple[dict, dict | None]:
+  """The model's outputs on the batch and, if `with_views`, on augmented views of it.
+
+  Both views go through the towers in one call (a batch of 2B) so the step stays one program.
+  """
+  images = normalize(batch["image"])
+  tokens = batch["tokens"]
+  if not with_views:
+    return model.apply(params, images, tokens), None
+  images = jnp.concatenate([images, augment_images(rng, images)])
+  tokens = jnp.concatenate([tokens, batch["view_tokens"]])
+  out = model.apply(params, images, tokens)
+  half = images.shape[0] // 2
+  first = {k: (v[:half] if v.ndim else v) for k, v in out.items()}
+  second = {k: (v[half:] if v.ndim else v) for k, v in out.items()}
+  return first, second
+
+
+def make_train_step(model: nn.Module, objective: Objective, tx: optax.GradientTransformation
+                    ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
+  """The jitted train step for `objective`, updating with `tx`; the state is donated."""
+
+  def loss_fn(params, batch, rng):
+    out, views = model_outputs(model, params, batch, rng, objective.needs_views)
+    loss, terms = objective.fn(out, views)
+    return loss, (terms, out["scale"])
+
+  def step(state: TrainState, batch: Batch, rng: jax.Array):
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (terms, scale)), grads = grad_fn(state.params, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "scale": scale, "grad_norm": optax.global_norm(grads), **terms}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return jax.jit(step, donate_argnums=0)
+
+
+def train_loop(state: TrainState, step_fn: Callable, data: Any, *, steps: int, key: jax.Array,
+               batch_size: int, mesh: jax.sharding.Mesh, checkpoints: StageCheckpoints,
+               checkpoint_every: int, log_every: int, on_log: Callable[[int, dict], None], desc: str = "train"
+               ) -> TrainState:
+  """Runs `step_fn` from `state.step` to `steps`, saving every `checkpoint_every` steps.
+
+  Losses stay on the device between logs; at each log and before each save they are fetched
+  and checked, so a non-finite loss raises `NonFiniteLossError` before any bad state is saved.
+  `data[t]` is the host batch of step `t`.
+  """
+  start = int(state.step)
+  pending: list[Metrics] = []
+  bar = tqdm(total=steps, initial=start, desc=desc, dynamic_ncols=True, mininterval=1.0)
+  tick, tick_step = time.perf_counter(), start
+  try:
+    for t in range(start, steps):
+      state, metrics = step_fn(state, sharding.put_batch(data[t], mesh), jax.random.fold_in(key, t))
+      pending.append(metrics)
+      done = t + 1
+      save = done % checkpoint_every == 0 or done == steps
+      if save or done % log_every == 0:
+        means = _check_and_average(jax.device_get(pending), done, checkpoints)
+        pending = []
+        now = time.perf_counter()
+        means["pairs_per_s"] = (done - tick_step) * batch_size / (now - tick)
+        tick, tick_step = now, done
+        bar.update(done - bar.n)
+        bar.set_postfix(loss=f"{means['loss']:.4f}", pairs_s=f"{means['pairs_per_s']:.0f}")
+        on_log(done, means)
+      if save:
+        checkpoints.save(done, state)
+  finally:
+    bar.close()
+  return state
+
+
+def _check_and_average(history: list[dict], step: int, checkpoints: StageCheckpoints) -> dict:
+  for i, m in enumerate(history):
+    if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
+      bad = step - len(history) + i + 1
+      kept = checkpoints.latest_step()
+      where = (f"the last good checkpoint (step {kept}) is kept in {checkpoints.directory}"
+               if kept else "no checkpoint had been saved yet")
+      raise NonFiniteLossError(
+          f"The loss became non-finite (loss={m['loss']}, grad_norm={m['grad_norm']}) at step "
+          f"{bad}; training stopped and {where}. Lower train.lr, raise train.warmup_steps or "
+          "set train.grad_clip_norm, then rerun the same command to resume from it.")
+  return {k: float(np.mean([m[k] for m in history])) for k in history[0]}
