@@ -38,3 +38,22 @@ def base_config(model: str = "tiny-cnn") -> ml_collections.ConfigDict:
       log_every=50))
   c.eval = ml_collections.ConfigDict(dict(kind="eval", batch_size=250))
   return c
+
+
+# Pre-training sets of the seed study (REFERENCE.md section 2): pairs, and global batch per
+# objective (MMCL 2048, MMCL+SSL 1024), 64 epochs at lr 1e-3.
+STUDY_DATASETS = {"cc3m": 3_000_000, "cc6m": 6_000_000}
+STUDY_BATCH = {"clip": 2048, "clip_ssl": 1024, "cyclip": 2048}
+
+
+def study_config(dataset: str, objective: str, model: str = "vit-b-32") -> ml_collections.ConfigDict:
+  """Pre-training on a real corpus as in the seed study; the data path comes from the user."""
+  c = base_config(model)
+  c.name = f"{dataset} {objective} pre-training ({model})"
+  c.objective.name = objective
+  c.data.update(source="csv", train="", eval="", image_size=c.model.image.size)
+  batch = STUDY_BATCH[objective]
+  steps = 64 * STUDY_DATASETS[dataset] // batch
+  c.train.update(steps=steps, batch_size=batch, lr=1e-3, warmup_steps=10_000,
+                 checkpoint_every=2_000, log_every=100)
+  return c

@@ -1,8 +1,8 @@
 """Evaluators: small objects with `run(encoder, params) -> dict[str, float]` (metrics as fractions).
 
 - `ZeroShot`: top-1/top-5 zero-shot classification (`ca_top1`, `ca_top5`): each class is the
-  re-normalised mean of its caption embeddings over the prompt templates; an image is assigned
-  the class of highest cosine similarity.
+  re-normalised mean of the embeddings of its prompts (the prompt templates filled with its
+  name); an image is assigned the class of highest cosine similarity.
 - `Retrieval`: image->text and text->image recall@{1,5,10} on held-out pairs (`i2t_r1`, ...,
   `t2i_r10`). A retrieved item counts as correct when its caption is identical to the query's
   own caption (generated captions repeat, and an identical caption is an equally right answer).
@@ -53,11 +53,15 @@ class Encoder:
     return np.concatenate(out)
 
 
-def class_embeddings(encoder: Encoder, params: Any, class_names: Sequence[str],
-                     templates: Sequence[str]) -> np.ndarray:
-  """[C, D]: per class, the normalised mean of the normalised template-caption embeddings."""
-  prompts = [t.format(c) for c in class_names for t in templates]
-  emb = encoder.texts(params, prompts).reshape(len(class_names), len(templates), -1).mean(1)
+def class_embeddings(encoder: Encoder, params: Any,
+                     prompts: Sequence[Sequence[str]]) -> np.ndarray:
+  """[C, D]: per class, the normalised mean of its normalised prompt embeddings.
+
+  `prompts[c]` holds class c's prompt templates filled with its name (T per class).
+  """
+  num_classes, num_templates = len(prompts), len(prompts[0])
+  flat = [p for class_prompts in prompts for p in class_prompts]
+  emb = encoder.texts(params, flat).reshape(num_classes, num_templates, -1).mean(1)
   return emb / np.linalg.norm(emb, axis=-1, keepdims=True)
 
 
@@ -70,15 +74,14 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
 class ZeroShot:
   """Zero-shot classification accuracy of images with known labels."""
 
-  def __init__(self, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-               templates: Sequence[str], prefix: str = "ca"):
-    self.images, self.labels = images, np.asarray(labels)
-    self.class_names, self.templates, self.prefix = list(class_names), list(templates), prefix
+  def __init__(self, images: np.ndarray, labels: np.ndarray, prompts: Sequence[Sequence[str]],
+               prefix: str = "ca"):
+    self.images, self.labels, self.prompts, self.prefix = images, np.asarray(labels), prompts, prefix
 
   def run(self, encoder: Encoder, params: Any) -> dict[str, float]:
-    classes = class_embeddings(encoder, params, self.class_names, self.templates)
+    classes = class_embeddings(encoder, params, self.prompts)
     scores = encoder.images(params, self.images) @ classes.T
-    k5 = min(5, len(self.class_names))
+    k5 = min(5, len(self.prompts))
     return {f"{self.prefix}_top1": topk_accuracy(scores, self.labels, 1),
             f"{self.prefix}_top5": topk_accuracy(scores, self.labels, k5)}
 

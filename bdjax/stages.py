@@ -102,7 +102,7 @@ def eval_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: in
   data = sources.eval_data(r.config.data, r.config.seed)
   encoder = Encoder(r.model, r.tokenizer, stage.get("batch_size", 256))
   metrics = {}
-  for evaluator in (ZeroShot(data.images, data.labels, data.class_names, data.templates),
+  for evaluator in (ZeroShot(data.images, data.labels, data.prompts),
                     Retrieval(data.images, data.captions)):
     metrics.update(evaluator.run(encoder, r.params))
   r.log.write(name, r.step, metrics)

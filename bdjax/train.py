@@ -78,7 +78,7 @@ def make_train_step(model: nn.Module, objective: Objective, tx: optax.GradientTr
     (loss, (terms, scale)), grads = grad_fn(state.params, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "scale": scale, "grad_norm": optax.global_norm(grads), **terms}
+    metrics = {"loss": loss, "scale": scale, "grad_norm": optax.tree.norm(grads), **terms}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return jax.jit(step, donate_argnums=0)

@@ -23,7 +23,7 @@ class EvalData:
   labels: np.ndarray  # int32 [N]
   captions: Sequence[str]
   class_names: Sequence[str]
-  templates: Sequence[str]
+  prompts: Sequence[Sequence[str]]  # [C][T]: the prompt templates filled with each class name
 
 
 def train_source(data: ml_collections.ConfigDict, seed: int) -> synthetic.SyntheticPairs:
@@ -38,7 +38,7 @@ def eval_data(data: ml_collections.ConfigDict, seed: int) -> EvalData:
   split = synthetic.SyntheticPairs("eval", data.num_eval, data.image_size, seed)
   pairs = split.batch(np.arange(len(split)))
   return EvalData(pairs["image"], np.asarray(pairs["label"]), list(pairs["caption"]),
-                  synthetic.CLASS_NAMES, synthetic.PROMPT_TEMPLATES)
+                  synthetic.CLASS_NAMES, [synthetic.class_prompts(c) for c in synthetic.CLASS_NAMES])
 
 
 def _require_synthetic(data: ml_collections.ConfigDict) -> None:

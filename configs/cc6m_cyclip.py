@@ -1,0 +1,11 @@
+"""CC6M CyCLIP pre-training (MMCL + CyCLIP's consistency terms), on your copy of CC6M.
+
+    python -m bdjax.main --config=configs/cc6m_cyclip.py --workdir=DIR \
+        --config.data.train=/data/cc6m/train.csv --config.data.eval=/data/imagenet/val
+"""
+
+from bdjax.default_config import study_config
+
+
+def get_config(model: str = "vit-b-32"):
+  return study_config("cc6m", "cyclip", model)

@@ -1,0 +1,65 @@
+"""The command line: mistakes a user can make end in one clear paragraph and exit status 2."""
+
+import json
+
+import pytest
+
+
+def assert_clear_error(result, *needles):
+  assert result.returncode == 2, result.stderr
+  assert "Traceback" not in result.stderr, result.stderr
+  assert result.stderr.startswith("bdjax: error: ")
+  for needle in needles:
+    assert needle in result.stderr, result.stderr
+
+
+def test_unknown_key_names_the_key_and_suggests(run_main, tmp_path):
+  result = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.train.lrr=1")
+  assert_clear_error(result, "'train.lrr'", "Did you mean 'train.lr'", "batch_size")
+
+
+def test_unknown_top_level_key(run_main, tmp_path):
+  result = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.trian.lr=1")
+  assert_clear_error(result, "'trian.lr'", "top level")
+
+
+def test_wrong_type_names_the_flag(run_main, tmp_path):
+  result = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.train.steps=ten")
+  assert_clear_error(result, "--config.train.steps=ten")
+
+
+def test_missing_config_file(run_main, tmp_path):
+  result = run_main("--config=configs/nope.py", f"--workdir={tmp_path}")
+  assert_clear_error(result, "'configs/nope.py' does not exist")
+
+
+def test_missing_workdir(run_main):
+  assert_clear_error(run_main("--config=configs/tiny.py"), "--workdir")
+
+
+def test_missing_dataset_path_names_the_path(run_main, tmp_path):
+  result = run_main("--config=configs/cc3m_clip.py", f"--workdir={tmp_path}",
+                    "--config.data.train=/no/such/cc3m/train.csv")
+  assert_clear_error(result, "'/no/such/cc3m/train.csv'", "config.data.train")
+
+
+@pytest.mark.parametrize("name", ["cc3m_clip", "cc3m_clip_ssl", "cc6m_clip", "cc6m_clip_ssl",
+                                  "cc6m_cyclip"])
+def test_study_configs_fail_clearly_without_data(run_main, tmp_path, name):
+  result = run_main(f"--config=configs/{name}.py", f"--workdir={tmp_path}")
+  assert_clear_error(result, "config.data.train")
+
+
+def test_bad_value_is_rejected(run_main, tmp_path):
+  result = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.train.steps=0")
+  assert_clear_error(result, "train.steps")
+
+
+def test_config_arg_and_overrides_apply(run_main, tmp_path):
+  result = run_main("--config=configs/tiny.py:cyclip", f"--workdir={tmp_path}",
+                    "--config.train.steps=2", "--config.train.checkpoint_every=2")
+  assert result.returncode == 0, result.stderr
+  config = json.loads((tmp_path / "config.json").read_text())
+  assert config["objective"]["name"] == "cyclip"
+  assert config["train"]["steps"] == 2
+  assert (tmp_path / "report.md").exists()
