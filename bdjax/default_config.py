@@ -9,7 +9,8 @@
     model                    see bdjax/models/build.py (`model_config(preset)`)
     objective.name           'clip' | 'clip_ssl' | 'cyclip' | 'siglip' (+ their weights)
     train.steps, batch_size (global), lr (peak), warmup_steps, weight_decay, b1, b2, eps,
-    train.grad_clip_norm (0 = off), checkpoint_every, keep_checkpoints, log_every
+    train.grad_clip_norm (0 = off), checkpoint_every, keep_checkpoints, log_every,
+    train.eval_every         evaluate every N steps during training (0 = only in eval stages)
     eval.batch_size          chunk size of the evaluators
 """
 
@@ -35,7 +36,7 @@ def base_config(model: str = "tiny-cnn") -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       kind="train", steps=1000, batch_size=32, lr=1e-3, warmup_steps=50, weight_decay=0.1,
       b1=0.9, b2=0.98, eps=1e-6, grad_clip_norm=1.0, checkpoint_every=500, keep_checkpoints=2,
-      log_every=50))
+      log_every=50, eval_every=0))
   c.eval = ml_collections.ConfigDict(dict(kind="eval", batch_size=250))
   return c
 

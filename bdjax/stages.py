@@ -40,6 +40,8 @@ class Run:
   params: Any = None
   step: int = 0
   results: list = dataclasses.field(default_factory=list)
+  encoder: Encoder | None = None
+  evaluators: tuple | None = None
 
   def tokenizer(self, texts):
     return tokenize(texts, context_length=self.config.model.text.context_length)
@@ -90,7 +92,9 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
         key=r.key(position + 1), batch_size=stage.batch_size, mesh=r.mesh,
         checkpoints=checkpoints, checkpoint_every=stage.checkpoint_every,
         log_every=stage.get("log_every", 50), desc=name,
-        on_log=lambda step, m: r.log.write(name, step, m, echo=False))
+        on_log=lambda step, m: r.log.write(name, step, m, echo=False),
+        eval_every=stage.get("eval_every", 0),
+        on_eval=lambda step, params: evaluate(r, f"{name}/eval", params, r.step + step))
   checkpoints.close()
   r.params, r.step = state.params, r.step + int(state.step)
 
@@ -99,14 +103,21 @@ def eval_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: in
   """Zero-shot accuracy and retrieval of the current parameters, logged and reported."""
   if r.params is None:
     raise ValueError(f"Stage '{name}' evaluates a model, but no train stage came before it.")
-  data = sources.eval_data(r.config.data, r.config.seed)
-  encoder = Encoder(r.model, r.tokenizer, stage.get("batch_size", 256))
+  r.results.append({"stage": name, "step": r.step, **evaluate(r, name, r.params, r.step)})
+
+
+def evaluate(r: Run, name: str, params: Any, step: int) -> dict[str, float]:
+  """Runs the evaluators of `config.eval` on `params` and logs the metrics under `name`."""
+  if r.evaluators is None:
+    data = sources.eval_data(r.config.data, r.config.seed)
+    r.encoder = Encoder(r.model, r.tokenizer, r.config.eval.batch_size)
+    r.evaluators = (ZeroShot(data.images, data.labels, data.prompts),
+                    Retrieval(data.images, data.captions))
   metrics = {}
-  for evaluator in (ZeroShot(data.images, data.labels, data.prompts),
-                    Retrieval(data.images, data.captions)):
-    metrics.update(evaluator.run(encoder, r.params))
-  r.log.write(name, r.step, metrics)
-  r.results.append({"stage": name, "step": r.step, **metrics})
+  for evaluator in r.evaluators:
+    metrics.update(evaluator.run(r.encoder, params))
+  r.log.write(name, step, metrics)
+  return metrics
 
 
 STAGE_KINDS = {"train": train_stage, "eval": eval_stage}

@@ -86,13 +86,14 @@ def make_train_step(model: nn.Module, objective: Objective, tx: optax.GradientTr
 
 def train_loop(state: TrainState, step_fn: Callable, data: Any, *, steps: int, key: jax.Array,
                batch_size: int, mesh: jax.sharding.Mesh, checkpoints: StageCheckpoints,
-               checkpoint_every: int, log_every: int, on_log: Callable[[int, dict], None], desc: str = "train"
-               ) -> TrainState:
+               checkpoint_every: int, log_every: int, on_log: Callable[[int, dict], None],
+               eval_every: int = 0, on_eval: Callable[[int, Any], None] | None = None,
+               desc: str = "train") -> TrainState:
   """Runs `step_fn` from `state.step` to `steps`, saving every `checkpoint_every` steps.
 
   Losses stay on the device between logs; at each log and before each save they are fetched
   and checked, so a non-finite loss raises `NonFiniteLossError` before any bad state is saved.
-  `data[t]` is the host batch of step `t`.
+  `data[t]` is the host batch of step `t`; `on_eval(step, params)` runs every `eval_every` steps.
   """
   start = int(state.step)
   pending: list[Metrics] = []
@@ -115,6 +116,8 @@ def train_loop(state: TrainState, step_fn: Callable, data: Any, *, steps: int, k
         on_log(done, means)
       if save:
         checkpoints.save(done, state)
+      if eval_every and done % eval_every == 0 and on_eval is not None:
+        on_eval(done, state.params)
   finally:
     bar.close()
   return state
