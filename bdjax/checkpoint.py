@@ -9,6 +9,7 @@ a run killed mid-save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -18,8 +19,14 @@ from etils import epath
 CHECKPOINTS = "checkpoints"
 
 
+def checkpoints_root(workdir: str) -> epath.Path:
+  """`WORKDIR/checkpoints`, absolute (orbax needs it) unless it is a bucket URL."""
+  root = workdir if "://" in str(workdir) else os.path.abspath(workdir)
+  return epath.Path(root) / CHECKPOINTS
+
+
 def stage_dir(workdir: str, stage: str) -> epath.Path:
-  return epath.Path(workdir) / CHECKPOINTS / stage
+  return checkpoints_root(workdir) / stage
 
 
 class StageCheckpoints:
@@ -51,7 +58,7 @@ class StageCheckpoints:
 
 def latest_checkpoint(workdir: str) -> epath.Path | None:
   """The newest finished checkpoint of any stage of the run in `workdir`, or None."""
-  root = epath.Path(workdir) / CHECKPOINTS
+  root = checkpoints_root(workdir)
   found = []
   if root.exists():
     for stage in root.iterdir():
@@ -67,7 +74,7 @@ def load_params(workdir: str) -> Any:
   """
   path = latest_checkpoint(workdir)
   if path is None:
-    raise FileNotFoundError(f"No checkpoint under '{epath.Path(workdir) / CHECKPOINTS}': train "
+    raise FileNotFoundError(f"No checkpoint under '{checkpoints_root(workdir)}': train "
                             "a model there first (python -m bdjax.main --workdir=...).")
   restored = ocp.StandardCheckpointer().restore(path / "default")
   return restored["params"]

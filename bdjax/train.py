@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import chex
 import flax.linen as nn
 import flax.struct
 import jax
@@ -51,6 +52,8 @@ def model_outputs(model: nn.Module, params: Any, batch: Batch, rng: jax.Array,
 
   Both views go through the towers in one call (a batch of 2B) so the step stays one program.
   """
+  chex.assert_rank([batch["image"], batch["tokens"]], [4, 2])
+  chex.assert_equal_shape_prefix([batch["image"], batch["tokens"]], 1)
   images = normalize(batch["image"])
   tokens = batch["tokens"]
   if not with_views:

@@ -17,5 +17,5 @@ def get_config(objective: str = "clip"):
   c.objective.name = objective
   if objective == "siglip":
     c.model.logit_scale_init, c.model.logit_bias_init = math.log(10.0), -10.0
-  c.train.update(steps=2000, batch_size=32, lr=2e-3, warmup_steps=100, checkpoint_every=500)
+  c.train.update(steps=1200, batch_size=32, lr=1e-3, warmup_steps=100, checkpoint_every=300)
   return c

@@ -1,8 +1,11 @@
 """The command line: mistakes a user can make end in one clear paragraph and exit status 2."""
 
 import json
+import os
 
 import pytest
+
+from conftest import ROOT
 
 
 def assert_clear_error(result, *needles):
@@ -55,8 +58,9 @@ def test_bad_value_is_rejected(run_main, tmp_path):
   assert_clear_error(result, "train.steps")
 
 
-def test_config_arg_and_overrides_apply(run_main, tmp_path):
-  result = run_main("--config=configs/tiny.py:cyclip", f"--workdir={tmp_path}",
+def test_config_arg_and_overrides_apply_with_a_relative_workdir(run_main, tmp_path):
+  relative = os.path.relpath(tmp_path, ROOT)
+  result = run_main("--config=configs/tiny.py:cyclip", f"--workdir={relative}",
                     "--config.train.steps=2", "--config.train.checkpoint_every=2")
   assert result.returncode == 0, result.stderr
   config = json.loads((tmp_path / "config.json").read_text())

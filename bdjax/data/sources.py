@@ -37,8 +37,9 @@ def eval_data(data: ml_collections.ConfigDict, seed: int) -> EvalData:
   _require_synthetic(data)
   split = synthetic.SyntheticPairs("eval", data.num_eval, data.image_size, seed)
   pairs = split.batch(np.arange(len(split)))
+  prompts = [synthetic.class_prompts(c) for c in synthetic.CLASS_NAMES]
   return EvalData(pairs["image"], np.asarray(pairs["label"]), list(pairs["caption"]),
-                  synthetic.CLASS_NAMES, [synthetic.class_prompts(c) for c in synthetic.CLASS_NAMES])
+                  synthetic.CLASS_NAMES, prompts)
 
 
 def _require_synthetic(data: ml_collections.ConfigDict) -> None:

