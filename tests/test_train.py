@@ -48,12 +48,12 @@ def test_short_run_lowers_the_loss_and_beats_chance(tmp_path):
   config.data.num_train = 4096
   config.model.image.widths = (16, 32, 64)
   config.model.embed_dim = 64
-  config.train.update(steps=300, batch_size=32, lr=3e-3, warmup_steps=20, log_every=50,
-                      checkpoint_every=300)
+  config.train.update(steps=1200, batch_size=32, lr=1e-3, warmup_steps=50, log_every=100,
+                      checkpoint_every=1200)
   results = stages.run(config, str(tmp_path))
   losses = [r["loss"] for r in train_records(tmp_path)]
   assert losses[-1] < 0.7 * losses[0]
-  assert results[-1]["ca_top1"] >= 0.3  # chance is 0.1 on the 10 classes
+  assert results[-1]["ca_top1"] >= 0.4  # chance is 0.1 on the 10 classes
 
 
 def test_rerun_of_a_finished_run_trains_nothing_more(tmp_path):
