@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 WORKDIR ?= workdir/demo
 
-.PHONY: demo test install clean
+.PHONY: demo test install format clean
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+format: $(STAMP)
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff format bdjax tests configs && $(BIN)/ruff check --select F bdjax tests configs
 
 clean:
 	rm -rf $(VENV) workdir *.egg-info

@@ -74,7 +74,9 @@ def load_params(workdir: str) -> Any:
   """
   path = latest_checkpoint(workdir)
   if path is None:
-    raise FileNotFoundError(f"No checkpoint under '{checkpoints_root(workdir)}': train "
-                            "a model there first (python -m bdjax.main --workdir=...).")
+    raise FileNotFoundError(
+      f"No checkpoint under '{checkpoints_root(workdir)}': train "
+      "a model there first (python -m bdjax.main --workdir=...)."
+    )
   restored = ocp.StandardCheckpointer().restore(path / "default")
   return restored["params"]

@@ -30,12 +30,16 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
   """absl `flags_parser` for `app.run`: parses `argv`, raising `ConfigError` on any mistake."""
   config_arg = _flag_value(argv, "config")
   if config_arg is None:
-    raise ConfigError(f"No --config given. {USAGE}. The shipped configs are in configs/ "
-                      "(configs/demo.py runs on the embedded dataset).")
+    raise ConfigError(
+      f"No --config given. {USAGE}. The shipped configs are in configs/ "
+      "(configs/demo.py runs on the embedded dataset)."
+    )
   path, _ = _split_config_arg(config_arg)
   if not os.path.isfile(path):
-    raise ConfigError(f"Config file '{path}' does not exist. Pass the path of a Python file with a "
-                      "get_config() function, e.g. --config=configs/demo.py.")
+    raise ConfigError(
+      f"Config file '{path}' does not exist. Pass the path of a Python file with a "
+      "get_config() function, e.g. --config=configs/demo.py."
+    )
   try:
     return flags.FLAGS(list(argv))
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
@@ -60,8 +64,10 @@ def unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str | None:
       where = ".".join(seen) or "the top level"
       hint = difflib.get_close_matches(part, keys, n=1)
       guess = f" Did you mean '{'.'.join(seen + hint)}'?" if hint else ""
-      return (f"Unknown config key '{dotted}': there is no '{part}' under {where}.{guess} "
-              f"Keys there: {', '.join(sorted(keys)) or '(none)'}.")
+      return (
+        f"Unknown config key '{dotted}': there is no '{part}' under {where}.{guess} "
+        f"Keys there: {', '.join(sorted(keys)) or '(none)'}."
+      )
     node, seen = node[part], seen + [part]
   return None
 
@@ -70,9 +76,11 @@ def check_training_config(config: ml_collections.ConfigDict) -> None:
   """Checks the stable keys every training config has, raising `ConfigError` on a bad value."""
   for key in ("seed", "train.steps", "train.batch_size", "train.lr", "train.checkpoint_every"):
     if unknown_key(config, key):
-      raise ConfigError(f"The config lacks the required key '{key}'. Every training config sets "
-                        "seed, train.steps, train.batch_size, train.lr and train.checkpoint_every; "
-                        "start from configs/tiny.py.")
+      raise ConfigError(
+        f"The config lacks the required key '{key}'. Every training config sets "
+        "seed, train.steps, train.batch_size, train.lr and train.checkpoint_every; "
+        "start from configs/tiny.py."
+      )
   for key in ("train.steps", "train.batch_size", "train.checkpoint_every"):
     if _get(config, key) <= 0:
       raise ConfigError(f"config.{key} must be a positive integer, got {_get(config, key)}.")
@@ -88,16 +96,22 @@ def check_data(config: ml_collections.ConfigDict) -> None:
   for key in ("train", "eval"):
     path = data.get(key, "")
     if not path:
-      raise ConfigError(f"config.data.{key} is empty but data.source='{data.source}' reads "
-                        f"files: pass --config.data.{key}=PATH to your dataset (see README, "
-                        "'Real data').")
+      raise ConfigError(
+        f"config.data.{key} is empty but data.source='{data.source}' reads "
+        f"files: pass --config.data.{key}=PATH to your dataset (see README, "
+        "'Real data')."
+      )
     if not epath.Path(path).exists():
-      raise ConfigError(f"Dataset path '{path}' (config.data.{key}) does not exist. Point "
-                        f"--config.data.{key}=PATH at your copy of the dataset (see README, "
-                        "'Real data'), or run configs/demo.py on the embedded dataset.")
-  raise ConfigError(f"data.source='{data.source}' reads real corpora (CSV, webdataset, TFDS), "
-                    "which this version of bdjax cannot read yet; until then use "
-                    "data.source='synthetic' (configs/demo.py).")
+      raise ConfigError(
+        f"Dataset path '{path}' (config.data.{key}) does not exist. Point "
+        f"--config.data.{key}=PATH at your copy of the dataset (see README, "
+        "'Real data'), or run configs/demo.py on the embedded dataset."
+      )
+  raise ConfigError(
+    f"data.source='{data.source}' reads real corpora (CSV, webdataset, TFDS), "
+    "which this version of bdjax cannot read yet; until then use "
+    "data.source='synthetic' (configs/demo.py)."
+  )
 
 
 def check_config(config: ml_collections.ConfigDict | None) -> None:
@@ -141,12 +155,16 @@ def _explain_parse_error(argv: Sequence[str], config_arg: str, error: Exception)
   try:
     config = load_config(config_arg)
   except Exception as load_error:  # The config file itself is broken: say where.
-    return (f"Could not load config '{config_arg}': {type(load_error).__name__}: {load_error}. "
-            "Fix the file (it must define get_config()) and run again.")
+    return (
+      f"Could not load config '{config_arg}': {type(load_error).__name__}: {load_error}. "
+      "Fix the file (it must define get_config()) and run again."
+    )
   for key, _ in _overrides(argv):
     message = unknown_key(config, key)
     if message:
       return message + " Fix or remove the --config." + key + " flag."
   text = str(error).strip("'\"").replace("\\n", " ")
-  return (f"Bad command line: {text}. Each --config.KEY=VALUE must name an existing key and give "
-          "a value of the key's type (an int for an int key, a float for a float key, ...).")
+  return (
+    f"Bad command line: {text}. Each --config.KEY=VALUE must name an existing key and give "
+    "a value of the key's type (an int for an int key, a float for a float key, ...)."
+  )

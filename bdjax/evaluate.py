@@ -18,7 +18,6 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bdjax.data.augment import normalize
@@ -27,8 +26,9 @@ from bdjax.data.augment import normalize
 class Encoder:
   """Embeds images and texts with a CLIP model in fixed-size jitted chunks."""
 
-  def __init__(self, model: nn.Module, tokenizer: Callable[[Sequence[str]], np.ndarray],
-               batch_size: int = 256):
+  def __init__(
+    self, model: nn.Module, tokenizer: Callable[[Sequence[str]], np.ndarray], batch_size: int = 256
+  ):
     self.tokenizer = tokenizer
     self.batch_size = batch_size
     self._images = jax.jit(lambda p, x: model.apply(p, normalize(x), method="encode_image"))
@@ -45,16 +45,15 @@ class Encoder:
   def _chunked(self, fn, params, x: np.ndarray) -> np.ndarray:
     out, n, b = [], len(x), self.batch_size
     for i in range(0, n, b):
-      chunk = x[i:i + b]
+      chunk = x[i : i + b]
       pad = b - len(chunk)
       if pad:
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-      out.append(np.asarray(fn(params, chunk))[:b - pad])
+      out.append(np.asarray(fn(params, chunk))[: b - pad])
     return np.concatenate(out)
 
 
-def class_embeddings(encoder: Encoder, params: Any,
-                     prompts: Sequence[Sequence[str]]) -> np.ndarray:
+def class_embeddings(encoder: Encoder, params: Any, prompts: Sequence[Sequence[str]]) -> np.ndarray:
   """[C, D]: per class, the normalised mean of its normalised prompt embeddings.
 
   `prompts[c]` holds class c's prompt templates filled with its name (T per class).
@@ -74,16 +73,28 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
 class ZeroShot:
   """Zero-shot classification accuracy of images with known labels."""
 
-  def __init__(self, images: np.ndarray, labels: np.ndarray, prompts: Sequence[Sequence[str]],
-               prefix: str = "ca"):
-    self.images, self.labels, self.prompts, self.prefix = images, np.asarray(labels), prompts, prefix
+  def __init__(
+    self,
+    images: np.ndarray,
+    labels: np.ndarray,
+    prompts: Sequence[Sequence[str]],
+    prefix: str = "ca",
+  ):
+    self.images, self.labels, self.prompts, self.prefix = (
+      images,
+      np.asarray(labels),
+      prompts,
+      prefix,
+    )
 
   def run(self, encoder: Encoder, params: Any) -> dict[str, float]:
     classes = class_embeddings(encoder, params, self.prompts)
     scores = encoder.images(params, self.images) @ classes.T
     k5 = min(5, len(self.prompts))
-    return {f"{self.prefix}_top1": topk_accuracy(scores, self.labels, 1),
-            f"{self.prefix}_top5": topk_accuracy(scores, self.labels, k5)}
+    return {
+      f"{self.prefix}_top1": topk_accuracy(scores, self.labels, 1),
+      f"{self.prefix}_top5": topk_accuracy(scores, self.labels, k5),
+    }
 
 
 def recall_at_k(scores: np.ndarray, correct: np.ndarray, k: int) -> float:

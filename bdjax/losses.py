@@ -50,12 +50,12 @@ import jax.numpy as jnp
 import optax
 
 __all__ = [
-    "clip_loss",
-    "clip_loss_per_pair",
-    "cyclip_loss",
-    "inmodal_loss",
-    "inmodal_loss_per_pair",
-    "siglip_loss",
+  "clip_loss",
+  "clip_loss_per_pair",
+  "cyclip_loss",
+  "inmodal_loss",
+  "inmodal_loss_per_pair",
+  "siglip_loss",
 ]
 
 _PRECISION = jax.lax.Precision.HIGHEST
@@ -91,16 +91,14 @@ def _diag_ce(logits: chex.Array) -> chex.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def _symmetric_info_nce_per_pair(
-    a: chex.Array, b: chex.Array, scale: chex.Array
-) -> chex.Array:
+def _symmetric_info_nce_per_pair(a: chex.Array, b: chex.Array, scale: chex.Array) -> chex.Array:
   """``(CE_i(s A B^T) + CE_i(s B A^T)) / 2`` per row ``i``; shape [N]."""
   logits = scale * _sim(a, b)
   return 0.5 * (_diag_ce(logits) + _diag_ce(logits.T))
 
 
 def clip_loss_per_pair(
-    image_emb: chex.Array, text_emb: chex.Array, scale: chex.Numeric
+  image_emb: chex.Array, text_emb: chex.Array, scale: chex.Numeric
 ) -> chex.Array:
   r"""Per-pair symmetric InfoNCE (CLIP / MMCL) loss.
 
@@ -125,14 +123,10 @@ def clip_loss_per_pair(
   _check_embeddings(image_emb, text_emb)
   dtype = _compute_dtype(image_emb, text_emb)
   scale = _as_scalar(scale, dtype)
-  return _symmetric_info_nce_per_pair(
-      image_emb.astype(dtype), text_emb.astype(dtype), scale
-  )
+  return _symmetric_info_nce_per_pair(image_emb.astype(dtype), text_emb.astype(dtype), scale)
 
 
-def clip_loss(
-    image_emb: chex.Array, text_emb: chex.Array, scale: chex.Numeric
-) -> chex.Array:
+def clip_loss(image_emb: chex.Array, text_emb: chex.Array, scale: chex.Numeric) -> chex.Array:
   r"""Symmetric InfoNCE (CLIP / MMCL) loss over the global batch.
 
   ::
@@ -155,11 +149,11 @@ def clip_loss(
 
 
 def inmodal_loss_per_pair(
-    image_emb: chex.Array,
-    aug_image_emb: chex.Array,
-    text_emb: chex.Array,
-    aug_text_emb: chex.Array,
-    scale: chex.Numeric,
+  image_emb: chex.Array,
+  aug_image_emb: chex.Array,
+  text_emb: chex.Array,
+  aug_text_emb: chex.Array,
+  scale: chex.Numeric,
 ) -> chex.Array:
   r"""Per-pair in-modal (self-supervised) contrastive loss.
 
@@ -186,7 +180,7 @@ def inmodal_loss_per_pair(
   dtype = _compute_dtype(image_emb, aug_image_emb, text_emb, aug_text_emb)
   scale = _as_scalar(scale, dtype)
   image_emb, aug_image_emb, text_emb, aug_text_emb = (
-      x.astype(dtype) for x in (image_emb, aug_image_emb, text_emb, aug_text_emb)
+    x.astype(dtype) for x in (image_emb, aug_image_emb, text_emb, aug_text_emb)
   )
   image_ce = _diag_ce(scale * _sim(image_emb, aug_image_emb))
   text_ce = _diag_ce(scale * _sim(text_emb, aug_text_emb))
@@ -194,11 +188,11 @@ def inmodal_loss_per_pair(
 
 
 def inmodal_loss(
-    image_emb: chex.Array,
-    aug_image_emb: chex.Array,
-    text_emb: chex.Array,
-    aug_text_emb: chex.Array,
-    scale: chex.Numeric,
+  image_emb: chex.Array,
+  aug_image_emb: chex.Array,
+  text_emb: chex.Array,
+  aug_text_emb: chex.Array,
+  scale: chex.Numeric,
 ) -> chex.Array:
   r"""In-modal (self-supervised) contrastive loss, the SSL term of MMCL+SSL.
 
@@ -220,19 +214,15 @@ def inmodal_loss(
   Returns:
     Scalar loss, float32 (or wider).
   """
-  return jnp.mean(
-      inmodal_loss_per_pair(
-          image_emb, aug_image_emb, text_emb, aug_text_emb, scale
-      )
-  )
+  return jnp.mean(inmodal_loss_per_pair(image_emb, aug_image_emb, text_emb, aug_text_emb, scale))
 
 
 def cyclip_loss(
-    image_emb: chex.Array,
-    text_emb: chex.Array,
-    scale: chex.Numeric,
-    lambda_inmodal: chex.Numeric = 0.25,
-    lambda_crossmodal: chex.Numeric = 0.25,
+  image_emb: chex.Array,
+  text_emb: chex.Array,
+  scale: chex.Numeric,
+  lambda_inmodal: chex.Numeric = 0.25,
+  lambda_crossmodal: chex.Numeric = 0.25,
 ) -> chex.Array:
   r"""CyCLIP loss (Goel et al. 2022): CLIP plus cyclic-consistency terms.
 
@@ -273,10 +263,10 @@ def cyclip_loss(
 
 
 def siglip_loss(
-    image_emb: chex.Array,
-    text_emb: chex.Array,
-    scale: chex.Numeric,
-    bias: chex.Numeric,
+  image_emb: chex.Array,
+  text_emb: chex.Array,
+  scale: chex.Numeric,
+  bias: chex.Numeric,
 ) -> chex.Array:
   r"""Pairwise sigmoid loss (SigLIP, Zhai et al. 2023).
 

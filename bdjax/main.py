@@ -42,6 +42,9 @@ def main(argv: list[str]) -> None:
   config = _CONFIG.value
   try:
     config_check.check_config(config)
+    from bdjax import stages  # Imported after the cheap checks so that their errors stay fast.
+
+    stages.check_stages(config)
   except config_check.ConfigError as e:
     _fail(str(e))
   workdir = epath.Path(_WORKDIR.value)
@@ -49,8 +52,8 @@ def main(argv: list[str]) -> None:
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   print(f"bdjax: {config.get('name', 'run')} -> {workdir}", flush=True)
 
-  from bdjax import stages  # Imported here so that --help and config errors stay fast.
   from bdjax.train import NonFiniteLossError
+
   try:
     stages.run(config, str(workdir))
   except NonFiniteLossError as e:

@@ -26,6 +26,7 @@ NAMES = ("clip", "clip_ssl", "cyclip", "siglip")
 @dataclasses.dataclass(frozen=True)
 class Objective:
   """`fn(outputs, view_outputs) -> (loss, terms)`; `needs_views`: it wants `view_outputs`."""
+
   name: str
   fn: Callable[[Outputs, Outputs | None], tuple[jax.Array, dict[str, jax.Array]]]
   needs_views: bool = False
@@ -35,27 +36,39 @@ def make_objective(cfg: ml_collections.ConfigDict) -> Objective:
   """Builds the objective named `cfg.name` with its weights from `cfg`."""
   name = cfg.name
   if name == "clip":
+
     def fn(out, _):
       loss = losses.clip_loss(out["image_emb"], out["text_emb"], out["scale"])
       return loss, {"clip": loss}
+
     return Objective(name, fn)
   if name == "clip_ssl":
+
     def fn(out, views):
       mmcl = losses.clip_loss(out["image_emb"], out["text_emb"], out["scale"])
-      inmodal = losses.inmodal_loss(out["image_emb"], views["image_emb"], out["text_emb"],
-                                    views["text_emb"], out["scale"])
-      return cfg.clip_weight * mmcl + cfg.inmodal_weight * inmodal, {"clip": mmcl,
-                                                                      "inmodal": inmodal}
+      inmodal = losses.inmodal_loss(
+        out["image_emb"], views["image_emb"], out["text_emb"], views["text_emb"], out["scale"]
+      )
+      return cfg.clip_weight * mmcl + cfg.inmodal_weight * inmodal, {
+        "clip": mmcl,
+        "inmodal": inmodal,
+      }
+
     return Objective(name, fn, needs_views=True)
   if name == "cyclip":
+
     def fn(out, _):
-      loss = losses.cyclip_loss(out["image_emb"], out["text_emb"], out["scale"],
-                                cfg.lambda_inmodal, cfg.lambda_crossmodal)
+      loss = losses.cyclip_loss(
+        out["image_emb"], out["text_emb"], out["scale"], cfg.lambda_inmodal, cfg.lambda_crossmodal
+      )
       return loss, {"cyclip": loss}
+
     return Objective(name, fn)
   if name == "siglip":
+
     def fn(out, _):
       loss = losses.siglip_loss(out["image_emb"], out["text_emb"], out["scale"], out["bias"])
       return loss, {"siglip": loss}
+
     return Objective(name, fn)
   raise ValueError(f"Unknown objective '{name}'; choose one of {', '.join(NAMES)}.")

@@ -21,22 +21,33 @@ def lr_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
   """Linear warmup from 0 to `train.lr` over `train.warmup_steps`, then cosine decay to 0."""
   warmup = min(int(train.get("warmup_steps", 0)), train.steps - 1)
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=train.lr, warmup_steps=warmup, decay_steps=train.steps,
-      end_value=train.lr * float(train.get("end_lr_fraction", 0.0)))
+    init_value=0.0,
+    peak_value=train.lr,
+    warmup_steps=warmup,
+    decay_steps=train.steps,
+    end_value=train.lr * float(train.get("end_lr_fraction", 0.0)),
+  )
 
 
 def weight_decay_mask(params: optax.Params) -> optax.Params:
   """True for the leaves that get weight decay: rank >= 2 and not a logit scale or bias."""
+
   def decays(path, leaf) -> bool:
     names = [getattr(k, "key", getattr(k, "name", "")) for k in path]
     return leaf.ndim >= 2 and not any(str(n).startswith("logit_") for n in names)
+
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
 def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """`clip_by_global_norm` then AdamW with the schedule above and the decay mask."""
   adamw = optax.adamw(
-      learning_rate=lr_schedule(train), b1=train.get("b1", 0.9), b2=train.get("b2", 0.98),
-      eps=train.get("eps", 1e-6), weight_decay=train.weight_decay, mask=weight_decay_mask)
+    learning_rate=lr_schedule(train),
+    b1=train.get("b1", 0.9),
+    b2=train.get("b2", 0.98),
+    eps=train.get("eps", 1e-6),
+    weight_decay=train.weight_decay,
+    mask=weight_decay_mask,
+  )
   clip = train.get("grad_clip_norm", 0.0)
   return optax.chain(optax.clip_by_global_norm(clip), adamw) if clip else adamw

@@ -13,8 +13,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
   """One row per evaluation (`stage`, `step`, metrics); metrics in percent, known ones first."""
   extra = sorted({k for r in rows for k in r} - set(COLUMNS) - {"stage", "step"})
   columns = [c for c in COLUMNS if any(c in r for r in rows)] + extra
-  lines = ["| stage | step | " + " | ".join(columns) + " |",
-           "|---|---:|" + "---:|" * len(columns)]
+  lines = ["| stage | step | " + " | ".join(columns) + " |", "|---|---:|" + "---:|" * len(columns)]
   for r in rows:
     cells = [_percent(r[c]) if c in r else "" for c in columns]
     lines.append(f"| {r['stage']} | {r['step']} | " + " | ".join(cells) + " |")

@@ -16,8 +16,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 def data_mesh() -> Mesh:
   """A mesh with one axis, `data`, over all devices."""
-  return jax.make_mesh((jax.device_count(),), ("data",),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -33,8 +32,10 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   """The global batch must split evenly over the `data` axis."""
   devices = mesh.shape["data"]
   if batch_size % devices:
-    raise ValueError(f"train.batch_size={batch_size} does not split over {devices} devices: "
-                     f"use a multiple of {devices}.")
+    raise ValueError(
+      f"train.batch_size={batch_size} does not split over {devices} devices: "
+      f"use a multiple of {devices}."
+    )
 
 
 def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from bdjax.data import pipeline, sources
 from bdjax.evaluate import Encoder, Retrieval, ZeroShot
 from bdjax.metrics_log import MetricsLog
 from bdjax.models import build_model, tokenize
+from bdjax.config_check import ConfigError
+from bdjax.objectives import NAMES as OBJECTIVES
 from bdjax.objectives import make_objective
 from bdjax.optimizer import make_optimizer
 from bdjax.report import write_report
@@ -32,6 +34,7 @@ from bdjax.train import TrainState, make_train_step, train_loop
 @dataclasses.dataclass
 class Run:
   """What the stages of one run share: config, model, data, the current parameters."""
+
   config: ml_collections.ConfigDict
   workdir: str
   model: nn.Module
@@ -63,6 +66,28 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   return r.results
 
 
+def check_stages(config: ml_collections.ConfigDict) -> None:
+  """Raises `ConfigError` if `config.stages` names a missing section, an unknown stage kind or
+  an unknown objective."""
+  for name in config.stages:
+    if name not in config:
+      raise ConfigError(
+        f"config.stages names '{name}', but the config has no section '{name}'. Add "
+        f"config.{name} or remove it from config.stages ({', '.join(config.stages)})."
+      )
+    kind = config[name].get("kind", name)
+    if kind not in STAGE_KINDS:
+      raise ConfigError(
+        f"config.{name}.kind is '{kind}'; the stage kinds are {', '.join(STAGE_KINDS)}."
+      )
+    objective = config[name].get("objective", config.objective).name
+    if kind == "train" and objective not in OBJECTIVES:
+      raise ConfigError(
+        f"Unknown objective '{objective}' for stage '{name}'; choose one of "
+        f"{', '.join(OBJECTIVES)} (--config.objective.name=...)."
+      )
+
+
 def init_params(r: Run, image_size: int) -> Any:
   """Fresh parameters from `config.seed`, replicated over the mesh."""
   images = np.zeros((1, image_size, image_size, 3), np.float32)
@@ -77,8 +102,9 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
   objective = make_objective(stage.get("objective", r.config.objective))
   tx = make_optimizer(stage)
   params = r.params if r.params is not None else init_params(r, r.config.data.image_size)
-  state = jax.jit(TrainState.create, static_argnums=1,
-                  out_shardings=sharding.replicated(r.mesh))(params, tx)
+  state = jax.jit(TrainState.create, static_argnums=1, out_shardings=sharding.replicated(r.mesh))(
+    params, tx
+  )
   checkpoints = StageCheckpoints(r.workdir, name, stage.get("keep_checkpoints", 2))
   if checkpoints.latest_step() is not None:
     state = checkpoints.restore(state)
@@ -88,13 +114,21 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
     source = sources.train_source(r.config.data, r.config.seed)
     data = pipeline.batches(source, stage.batch_size, seed, r.tokenizer, objective.needs_views)
     state = train_loop(
-        state, make_train_step(r.model, objective, tx), data, steps=stage.steps,
-        key=r.key(position + 1), batch_size=stage.batch_size, mesh=r.mesh,
-        checkpoints=checkpoints, checkpoint_every=stage.checkpoint_every,
-        log_every=stage.get("log_every", 50), desc=name,
-        on_log=lambda step, m: r.log.write(name, step, m, echo=False),
-        eval_every=stage.get("eval_every", 0),
-        on_eval=lambda step, params: evaluate(r, f"{name}/eval", params, r.step + step))
+      state,
+      make_train_step(r.model, objective, tx),
+      data,
+      steps=stage.steps,
+      key=r.key(position + 1),
+      batch_size=stage.batch_size,
+      mesh=r.mesh,
+      checkpoints=checkpoints,
+      checkpoint_every=stage.checkpoint_every,
+      log_every=stage.get("log_every", 50),
+      desc=name,
+      on_log=lambda step, m: r.log.write(name, step, m, echo=False),
+      eval_every=stage.get("eval_every", 0),
+      on_eval=lambda step, params: evaluate(r, f"{name}/eval", params, r.step + step),
+    )
   checkpoints.close()
   r.params, r.step = state.params, r.step + int(state.step)
 
@@ -111,8 +145,10 @@ def evaluate(r: Run, name: str, params: Any, step: int) -> dict[str, float]:
   if r.evaluators is None:
     data = sources.eval_data(r.config.data, r.config.seed)
     r.encoder = Encoder(r.model, r.tokenizer, r.config.eval.batch_size)
-    r.evaluators = (ZeroShot(data.images, data.labels, data.prompts),
-                    Retrieval(data.images, data.captions))
+    r.evaluators = (
+      ZeroShot(data.images, data.labels, data.prompts),
+      Retrieval(data.images, data.captions),
+    )
   metrics = {}
   for evaluator in r.evaluators:
     metrics.update(evaluator.run(r.encoder, params))

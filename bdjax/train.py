@@ -46,8 +46,9 @@ class TrainState:
     return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def model_outputs(model: nn.Module, params: Any, batch: Batch, rng: jax.Array,
-                  with_views: bool) -> tuple[dict, dict | None]:
+def model_outputs(
+  model: nn.Module, params: Any, batch: Batch, rng: jax.Array, with_views: bool
+) -> tuple[dict, dict | None]:
   """The model's outputs on the batch and, if `with_views`, on augmented views of it.
 
   Both views go through the towers in one call (a batch of 2B) so the step stays one program.
@@ -67,8 +68,9 @@ def model_outputs(model: nn.Module, params: Any, batch: Batch, rng: jax.Array,
   return first, second
 
 
-def make_train_step(model: nn.Module, objective: Objective, tx: optax.GradientTransformation
-                    ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
+def make_train_step(
+  model: nn.Module, objective: Objective, tx: optax.GradientTransformation
+) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
   """The jitted train step for `objective`, updating with `tx`; the state is donated."""
 
   def loss_fn(params, batch, rng):
@@ -87,11 +89,23 @@ def make_train_step(model: nn.Module, objective: Objective, tx: optax.GradientTr
   return jax.jit(step, donate_argnums=0)
 
 
-def train_loop(state: TrainState, step_fn: Callable, data: Any, *, steps: int, key: jax.Array,
-               batch_size: int, mesh: jax.sharding.Mesh, checkpoints: StageCheckpoints,
-               checkpoint_every: int, log_every: int, on_log: Callable[[int, dict], None],
-               eval_every: int = 0, on_eval: Callable[[int, Any], None] | None = None,
-               desc: str = "train") -> TrainState:
+def train_loop(
+  state: TrainState,
+  step_fn: Callable,
+  data: Any,
+  *,
+  steps: int,
+  key: jax.Array,
+  batch_size: int,
+  mesh: jax.sharding.Mesh,
+  checkpoints: StageCheckpoints,
+  checkpoint_every: int,
+  log_every: int,
+  on_log: Callable[[int, dict], None],
+  eval_every: int = 0,
+  on_eval: Callable[[int, Any], None] | None = None,
+  desc: str = "train",
+) -> TrainState:
   """Runs `step_fn` from `state.step` to `steps`, saving every `checkpoint_every` steps.
 
   Losses stay on the device between logs; at each log and before each save they are fetched
@@ -131,10 +145,14 @@ def _check_and_average(history: list[dict], step: int, checkpoints: StageCheckpo
     if not (np.isfinite(m["loss"]) and np.isfinite(m["grad_norm"])):
       bad = step - len(history) + i + 1
       kept = checkpoints.latest_step()
-      where = (f"the last good checkpoint (step {kept}) is kept in {checkpoints.directory}"
-               if kept else "no checkpoint had been saved yet")
+      where = (
+        f"the last good checkpoint (step {kept}) is kept in {checkpoints.directory}"
+        if kept
+        else "no checkpoint had been saved yet"
+      )
       raise NonFiniteLossError(
-          f"The loss became non-finite (loss={m['loss']}, grad_norm={m['grad_norm']}) at step "
-          f"{bad}; training stopped and {where}. Lower train.lr, raise train.warmup_steps or "
-          "set train.grad_clip_norm, then rerun the same command to resume from it.")
+        f"The loss became non-finite (loss={m['loss']}, grad_norm={m['grad_norm']}) at step "
+        f"{bad}; training stopped and {where}. Lower train.lr, raise train.warmup_steps or "
+        "set train.grad_clip_norm, then rerun the same command to resume from it."
+      )
   return {k: float(np.mean([m[k] for m in history])) for k in history[0]}

@@ -41,13 +41,17 @@ def test_missing_workdir(run_main):
 
 
 def test_missing_dataset_path_names_the_path(run_main, tmp_path):
-  result = run_main("--config=configs/cc3m_clip.py", f"--workdir={tmp_path}",
-                    "--config.data.train=/no/such/cc3m/train.csv")
+  result = run_main(
+    "--config=configs/cc3m_clip.py",
+    f"--workdir={tmp_path}",
+    "--config.data.train=/no/such/cc3m/train.csv",
+  )
   assert_clear_error(result, "'/no/such/cc3m/train.csv'", "config.data.train")
 
 
-@pytest.mark.parametrize("name", ["cc3m_clip", "cc3m_clip_ssl", "cc6m_clip", "cc6m_clip_ssl",
-                                  "cc6m_cyclip"])
+@pytest.mark.parametrize(
+  "name", ["cc3m_clip", "cc3m_clip_ssl", "cc6m_clip", "cc6m_clip_ssl", "cc6m_cyclip"]
+)
 def test_study_configs_fail_clearly_without_data(run_main, tmp_path, name):
   result = run_main(f"--config=configs/{name}.py", f"--workdir={tmp_path}")
   assert_clear_error(result, "config.data.train")
@@ -60,10 +64,28 @@ def test_bad_value_is_rejected(run_main, tmp_path):
 
 def test_config_arg_and_overrides_apply_with_a_relative_workdir(run_main, tmp_path):
   relative = os.path.relpath(tmp_path, ROOT)
-  result = run_main("--config=configs/tiny.py:cyclip", f"--workdir={relative}",
-                    "--config.train.steps=2", "--config.train.checkpoint_every=2")
+  result = run_main(
+    "--config=configs/tiny.py:cyclip",
+    f"--workdir={relative}",
+    "--config.train.steps=2",
+    "--config.train.checkpoint_every=2",
+  )
   assert result.returncode == 0, result.stderr
   config = json.loads((tmp_path / "config.json").read_text())
   assert config["objective"]["name"] == "cyclip"
   assert config["train"]["steps"] == 2
   assert (tmp_path / "report.md").exists()
+
+
+def test_unknown_objective_is_named(run_main, tmp_path):
+  result = run_main(
+    "--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.objective.name=clop"
+  )
+  assert_clear_error(result, "'clop'", "siglip")
+
+
+def test_stage_without_a_section_is_named(run_main, tmp_path):
+  result = run_main(
+    "--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.stages=('train', 'clean')"
+  )
+  assert_clear_error(result, "'clean'")

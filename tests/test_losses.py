@@ -41,8 +41,9 @@ def np_clip_per_pair(i_emb, t_emb, s):
   for k in range(n):
     img_to_txt = s * np.array([i_emb[k] @ t_emb[j] for j in range(n)])  # row k of L
     txt_to_img = s * np.array([t_emb[k] @ i_emb[j] for j in range(n)])  # row k of L^T
-    out[k] = 0.5 * ((_np_logsumexp(img_to_txt) - img_to_txt[k]) +
-                    (_np_logsumexp(txt_to_img) - txt_to_img[k]))
+    out[k] = 0.5 * (
+      (_np_logsumexp(img_to_txt) - img_to_txt[k]) + (_np_logsumexp(txt_to_img) - txt_to_img[k])
+    )
   return out
 
 
@@ -103,8 +104,8 @@ _TILTED = np.array([[1.0, 0.0], [_C, _C]], np.float32)  # rows e1 and (e1 + e2) 
 # the hand cases), each checked at several scales. The scale is a traced argument, so looping
 # over it inside a test costs no recompilation (compilation dominates this file's run time).
 _RANDOM_CASES = (
-    dict(testcase_name="n7_d3", n=7, d=3),
-    dict(testcase_name="n16_d32", n=16, d=32),
+  dict(testcase_name="n7_d3", n=7, d=3),
+  dict(testcase_name="n16_d32", n=16, d=32),
 )
 _SCALES = (0.5, 1.0, 10.0, 1 / 0.07, 100.0)
 
@@ -128,8 +129,7 @@ class HandComputedTest(chex.TestCase):
     # -log(e^s / (e^s + e^0)) = log(1 + e^{-s}); so per pair and in mean: log(1 + e^{-s}).
     expected = _softplus(-s)
     np.testing.assert_allclose(J.clip_loss(_EYE2, _EYE2, s), expected, **_HAND_TOL)
-    np.testing.assert_allclose(J.clip_loss_per_pair(_EYE2, _EYE2, s), [expected] * 2,
-                               **_HAND_TOL)
+    np.testing.assert_allclose(J.clip_loss_per_pair(_EYE2, _EYE2, s), [expected] * 2, **_HAND_TOL)
 
   @parameterized.parameters(1.0, 10.0)
   def test_clip_swapped(self, s):
@@ -147,23 +147,25 @@ class HandComputedTest(chex.TestCase):
     #   row 1 of L^T : logits (sc, sc), label 1 -> log 2
     pair0 = 0.5 * (_softplus(s * (_C - 1)) + _softplus(-s))
     pair1 = 0.5 * (_softplus(-s * _C) + math.log(2.0))
-    np.testing.assert_allclose(J.clip_loss_per_pair(_EYE2, _TILTED, s), [pair0, pair1],
-                               **_HAND_TOL)
-    np.testing.assert_allclose(J.clip_loss(_EYE2, _TILTED, s), (pair0 + pair1) / 2,
-                               **_HAND_TOL)
+    np.testing.assert_allclose(J.clip_loss_per_pair(_EYE2, _TILTED, s), [pair0, pair1], **_HAND_TOL)
+    np.testing.assert_allclose(J.clip_loss(_EYE2, _TILTED, s), (pair0 + pair1) / 2, **_HAND_TOL)
 
   @parameterized.parameters(1.0, 10.0)
   def test_inmodal(self, s):
     # I = I' = T = T' = eye: both CEs are log(1 + e^{-s}) per row.
-    np.testing.assert_allclose(J.inmodal_loss(_EYE2, _EYE2, _EYE2, _EYE2, s),
-                               _softplus(-s), **_HAND_TOL)
+    np.testing.assert_allclose(
+      J.inmodal_loss(_EYE2, _EYE2, _EYE2, _EYE2, s), _softplus(-s), **_HAND_TOL
+    )
     # I' swapped: image CE = s + log(1 + e^{-s}) per row (as in test_clip_swapped), text CE
     # = log(1 + e^{-s}); mean of the two = s/2 + log(1 + e^{-s}).
-    np.testing.assert_allclose(J.inmodal_loss(_EYE2, _SWAP2, _EYE2, _EYE2, s),
-                               s / 2 + _softplus(-s), **_HAND_TOL)
     np.testing.assert_allclose(
-        J.inmodal_loss_per_pair(_EYE2, _SWAP2, _EYE2, _EYE2, s),
-        [s / 2 + _softplus(-s)] * 2, **_HAND_TOL)
+      J.inmodal_loss(_EYE2, _SWAP2, _EYE2, _EYE2, s), s / 2 + _softplus(-s), **_HAND_TOL
+    )
+    np.testing.assert_allclose(
+      J.inmodal_loss_per_pair(_EYE2, _SWAP2, _EYE2, _EYE2, s),
+      [s / 2 + _softplus(-s)] * 2,
+      **_HAND_TOL,
+    )
 
   @parameterized.parameters(1.0, 10.0)
   def test_cyclip_tilted(self, s):
@@ -174,8 +176,10 @@ class HandComputedTest(chex.TestCase):
     clip = float(J.clip_loss(_EYE2, _TILTED, s))
     np.testing.assert_allclose(J.cyclip_loss(_EYE2, _TILTED, s), clip + 0.25, **_HAND_TOL)
     np.testing.assert_allclose(
-        J.cyclip_loss(_EYE2, _TILTED, s, lambda_inmodal=1.0, lambda_crossmodal=0.0),
-        clip + 0.5, **_HAND_TOL)
+      J.cyclip_loss(_EYE2, _TILTED, s, lambda_inmodal=1.0, lambda_crossmodal=0.0),
+      clip + 0.5,
+      **_HAND_TOL,
+    )
     # I = T = eye: both regularisers vanish, cyclip = clip = log(1 + e^{-s}).
     np.testing.assert_allclose(J.cyclip_loss(_EYE2, _EYE2, s), _softplus(-s), **_HAND_TOL)
 
@@ -207,8 +211,9 @@ class NumpyReferenceTest(chex.TestCase):
     for s in _SCALES:
       with self.subTest(s=s):
         np.testing.assert_allclose(clip(i_emb, t_emb, s), np_clip(i_emb, t_emb, s), **_TOL)
-        np.testing.assert_allclose(clip_per_pair(i_emb, t_emb, s),
-                                   np_clip_per_pair(i_emb, t_emb, s), **_TOL)
+        np.testing.assert_allclose(
+          clip_per_pair(i_emb, t_emb, s), np_clip_per_pair(i_emb, t_emb, s), **_TOL
+        )
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.named_parameters(*_RANDOM_CASES)
@@ -220,8 +225,9 @@ class NumpyReferenceTest(chex.TestCase):
     for s in _SCALES:
       with self.subTest(s=s):
         np.testing.assert_allclose(inmodal(*embs, s), np_inmodal(*embs, s), **_TOL)
-        np.testing.assert_allclose(inmodal_per_pair(*embs, s), np_inmodal_per_pair(*embs, s),
-                                   **_TOL)
+        np.testing.assert_allclose(
+          inmodal_per_pair(*embs, s), np_inmodal_per_pair(*embs, s), **_TOL
+        )
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.named_parameters(*_RANDOM_CASES)
@@ -232,11 +238,15 @@ class NumpyReferenceTest(chex.TestCase):
     for s in _SCALES:
       for l_in, l_cross in ((0.25, 0.25), (0.5, 2.0), (0.0, 0.0)):
         with self.subTest(s=s, l_in=l_in, l_cross=l_cross):
-          np.testing.assert_allclose(cyclip(i_emb, t_emb, s, l_in, l_cross),
-                                     np_cyclip(i_emb, t_emb, s, l_in, l_cross), **_TOL)
+          np.testing.assert_allclose(
+            cyclip(i_emb, t_emb, s, l_in, l_cross),
+            np_cyclip(i_emb, t_emb, s, l_in, l_cross),
+            **_TOL,
+          )
     # The defaults are l_in = l_cross = 0.25.
-    np.testing.assert_allclose(losses.cyclip_loss(i_emb, t_emb, 10.0),
-                               np_cyclip(i_emb, t_emb, 10.0), **_TOL)
+    np.testing.assert_allclose(
+      losses.cyclip_loss(i_emb, t_emb, 10.0), np_cyclip(i_emb, t_emb, 10.0), **_TOL
+    )
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.named_parameters(*_RANDOM_CASES)
@@ -247,17 +257,22 @@ class NumpyReferenceTest(chex.TestCase):
     for s in _SCALES:
       for b in (-10.0, 0.0, 3.0):
         with self.subTest(s=s, b=b):
-          np.testing.assert_allclose(siglip(i_emb, t_emb, s, b), np_siglip(i_emb, t_emb, s, b),
-                                     **_TOL)
+          np.testing.assert_allclose(
+            siglip(i_emb, t_emb, s, b), np_siglip(i_emb, t_emb, s, b), **_TOL
+          )
 
   @parameterized.named_parameters(*_RANDOM_CASES)
   def test_scalar_is_mean_of_per_pair(self, n, d):
     rng = np.random.default_rng(n + d)
     embs = [_normalised(rng, n, d) for _ in range(4)]
-    np.testing.assert_allclose(J.clip_loss(embs[0], embs[1], 7.0),
-                               jnp.mean(J.clip_loss_per_pair(embs[0], embs[1], 7.0)), rtol=1e-6)
-    np.testing.assert_allclose(J.inmodal_loss(*embs, 7.0),
-                               jnp.mean(J.inmodal_loss_per_pair(*embs, 7.0)), rtol=1e-6)
+    np.testing.assert_allclose(
+      J.clip_loss(embs[0], embs[1], 7.0),
+      jnp.mean(J.clip_loss_per_pair(embs[0], embs[1], 7.0)),
+      rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+      J.inmodal_loss(*embs, 7.0), jnp.mean(J.inmodal_loss_per_pair(*embs, 7.0)), rtol=1e-6
+    )
 
 
 class GradientTest(chex.TestCase):
@@ -270,14 +285,20 @@ class GradientTest(chex.TestCase):
     aligned = np.eye(n, d, dtype=np.float32)  # extreme case: softmaxes saturate at s = 100
     sum_of = lambda fn: lambda *a: jnp.sum(fn(*a))
     fns = {
-        "clip": (losses.clip_loss, (i_emb, t_emb), (aligned, aligned)),
-        "clip_per_pair": (sum_of(losses.clip_loss_per_pair), (i_emb, t_emb), (aligned, aligned)),
-        "inmodal": (losses.inmodal_loss, (i_emb, ia_emb, t_emb, ta_emb), (aligned,) * 4),
-        "inmodal_per_pair": (sum_of(losses.inmodal_loss_per_pair),
-                             (i_emb, ia_emb, t_emb, ta_emb), (aligned,) * 4),
-        "cyclip": (losses.cyclip_loss, (i_emb, t_emb), (aligned, aligned)),
-        "siglip": (lambda i, t, s: losses.siglip_loss(i, t, s, -10.0), (i_emb, t_emb),
-                   (aligned, aligned)),
+      "clip": (losses.clip_loss, (i_emb, t_emb), (aligned, aligned)),
+      "clip_per_pair": (sum_of(losses.clip_loss_per_pair), (i_emb, t_emb), (aligned, aligned)),
+      "inmodal": (losses.inmodal_loss, (i_emb, ia_emb, t_emb, ta_emb), (aligned,) * 4),
+      "inmodal_per_pair": (
+        sum_of(losses.inmodal_loss_per_pair),
+        (i_emb, ia_emb, t_emb, ta_emb),
+        (aligned,) * 4,
+      ),
+      "cyclip": (losses.cyclip_loss, (i_emb, t_emb), (aligned, aligned)),
+      "siglip": (
+        lambda i, t, s: losses.siglip_loss(i, t, s, -10.0),
+        (i_emb, t_emb),
+        (aligned, aligned),
+      ),
     }
     for name, (fn, random_embs, aligned_embs) in fns.items():
       grad_fn = jax.jit(jax.grad(fn, argnums=tuple(range(len(random_embs) + 1))))
@@ -307,19 +328,25 @@ class InvarianceTest(chex.TestCase):
 
   @parameterized.parameters(1.0, 100.0)
   def test_clip_symmetric_in_modalities(self, s):
-    np.testing.assert_allclose(J.clip_loss(self.i, self.t, s),
-                               J.clip_loss(self.t, self.i, s), rtol=1e-6)
-    np.testing.assert_allclose(J.clip_loss_per_pair(self.i, self.t, s),
-                               J.clip_loss_per_pair(self.t, self.i, s), rtol=1e-6)
+    np.testing.assert_allclose(
+      J.clip_loss(self.i, self.t, s), J.clip_loss(self.t, self.i, s), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+      J.clip_loss_per_pair(self.i, self.t, s), J.clip_loss_per_pair(self.t, self.i, s), rtol=1e-6
+    )
 
   def test_siglip_symmetric_in_modalities(self):
-    np.testing.assert_allclose(J.siglip_loss(self.i, self.t, 10.0, -10.0),
-                               J.siglip_loss(self.t, self.i, 10.0, -10.0), rtol=1e-6)
+    np.testing.assert_allclose(
+      J.siglip_loss(self.i, self.t, 10.0, -10.0),
+      J.siglip_loss(self.t, self.i, 10.0, -10.0),
+      rtol=1e-6,
+    )
 
   @parameterized.parameters(1.0, 100.0)
   def test_cyclip_equals_clip_when_modalities_agree(self, s):
-    np.testing.assert_allclose(J.cyclip_loss(self.i, self.i, s),
-                               J.clip_loss(self.i, self.i, s), rtol=1e-6)
+    np.testing.assert_allclose(
+      J.cyclip_loss(self.i, self.i, s), J.clip_loss(self.i, self.i, s), rtol=1e-6
+    )
 
   def test_cyclip_regularisers_do_not_depend_on_scale(self):
     gap = lambda s: J.cyclip_loss(self.i, self.t, s) - J.clip_loss(self.i, self.t, s)
@@ -332,8 +359,9 @@ class InvarianceTest(chex.TestCase):
     aligned = np.eye(n, self.d, dtype=np.float32)
     # b = 0: diagonal terms ~ 0, each of the N(N-1) off-diagonal terms is -log sigmoid(0) = log 2,
     # divided by N: (N - 1) log 2.
-    np.testing.assert_allclose(J.siglip_loss(aligned, aligned, s, 0.0),
-                               (n - 1) * math.log(2.0), rtol=1e-6)
+    np.testing.assert_allclose(
+      J.siglip_loss(aligned, aligned, s, 0.0), (n - 1) * math.log(2.0), rtol=1e-6
+    )
     # b = -s/2 puts the decision boundary halfway: every term is log(1 + e^{-50}) ~ 0.
     self.assertLess(float(J.siglip_loss(aligned, aligned, s, -s / 2)), 1e-12)
     # The bias only shifts the logits: d loss / d b = (1/N) sum_ij -z_ij sigmoid(-z_ij x_ij).
@@ -347,19 +375,22 @@ class InvarianceTest(chex.TestCase):
   def test_joint_permutation_invariance(self, s):
     p = self.perm
     i, ia, t, ta = self.i, self.ia, self.t, self.ta
-    np.testing.assert_allclose(J.clip_loss(i[p], t[p], s), J.clip_loss(i, t, s),
-                               rtol=1e-5)
-    np.testing.assert_allclose(J.clip_loss_per_pair(i[p], t[p], s),
-                               np.asarray(J.clip_loss_per_pair(i, t, s))[p], rtol=1e-5)
-    np.testing.assert_allclose(J.inmodal_loss(i[p], ia[p], t[p], ta[p], s),
-                               J.inmodal_loss(i, ia, t, ta, s), rtol=1e-5)
-    np.testing.assert_allclose(J.inmodal_loss_per_pair(i[p], ia[p], t[p], ta[p], s),
-                               np.asarray(J.inmodal_loss_per_pair(i, ia, t, ta, s))[p],
-                               rtol=1e-5)
-    np.testing.assert_allclose(J.cyclip_loss(i[p], t[p], s), J.cyclip_loss(i, t, s),
-                               rtol=1e-5)
-    np.testing.assert_allclose(J.siglip_loss(i[p], t[p], s, -5.0),
-                               J.siglip_loss(i, t, s, -5.0), rtol=1e-5)
+    np.testing.assert_allclose(J.clip_loss(i[p], t[p], s), J.clip_loss(i, t, s), rtol=1e-5)
+    np.testing.assert_allclose(
+      J.clip_loss_per_pair(i[p], t[p], s), np.asarray(J.clip_loss_per_pair(i, t, s))[p], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+      J.inmodal_loss(i[p], ia[p], t[p], ta[p], s), J.inmodal_loss(i, ia, t, ta, s), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+      J.inmodal_loss_per_pair(i[p], ia[p], t[p], ta[p], s),
+      np.asarray(J.inmodal_loss_per_pair(i, ia, t, ta, s))[p],
+      rtol=1e-5,
+    )
+    np.testing.assert_allclose(J.cyclip_loss(i[p], t[p], s), J.cyclip_loss(i, t, s), rtol=1e-5)
+    np.testing.assert_allclose(
+      J.siglip_loss(i[p], t[p], s, -5.0), J.siglip_loss(i, t, s, -5.0), rtol=1e-5
+    )
 
   def test_perfectly_aligned_large_scale_is_near_zero(self):
     # Orthonormal aligned batch at s = 100: each CE = log(1 + (N-1) e^{-100}) ~ 0.
@@ -375,13 +406,15 @@ class InvarianceTest(chex.TestCase):
     noisy = self.i + 0.1 * rng.normal(size=self.i.shape).astype(np.float32)
     noisy /= np.linalg.norm(noisy, axis=-1, keepdims=True)
     shuffled = noisy[np.roll(np.arange(self.n), 1)]
-    for fn, args in ((J.clip_loss, (10.0,)), (J.cyclip_loss, (10.0,)),
-                     (J.siglip_loss, (10.0, -10.0))):
+    for fn, args in (
+      (J.clip_loss, (10.0,)),
+      (J.cyclip_loss, (10.0,)),
+      (J.siglip_loss, (10.0, -10.0)),
+    ):
       self.assertLess(float(fn(self.i, noisy, *args)), float(fn(self.i, shuffled, *args)))
 
 
 class DtypeAndShapeTest(chex.TestCase):
-
   def test_bf16_inputs_give_f32_output(self):
     rng = np.random.default_rng(4)
     n, d, s = 10, 12, 1 / 0.07
@@ -389,12 +422,12 @@ class DtypeAndShapeTest(chex.TestCase):
     embs16 = [e.astype(jnp.bfloat16) for e in embs32]
     rounded = [e.astype(jnp.float32) for e in embs16]  # the exact values the bf16 inputs hold
     cases = {
-        "clip_loss": lambda e: (e[0], e[2], s),
-        "clip_loss_per_pair": lambda e: (e[0], e[2], s),
-        "inmodal_loss": lambda e: (*e, s),
-        "inmodal_loss_per_pair": lambda e: (*e, s),
-        "cyclip_loss": lambda e: (e[0], e[2], s),
-        "siglip_loss": lambda e: (e[0], e[2], s, -10.0),
+      "clip_loss": lambda e: (e[0], e[2], s),
+      "clip_loss_per_pair": lambda e: (e[0], e[2], s),
+      "inmodal_loss": lambda e: (*e, s),
+      "inmodal_loss_per_pair": lambda e: (*e, s),
+      "cyclip_loss": lambda e: (e[0], e[2], s),
+      "siglip_loss": lambda e: (e[0], e[2], s, -10.0),
     }
     for name, args in cases.items():
       with self.subTest(name):

@@ -31,12 +31,19 @@ def test_cosine_decays_to_zero_at_the_last_step():
 
 
 def test_decay_mask_skips_rank_below_two_and_logit_params():
-  params = {"dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)},
-            "ln": {"scale": jnp.ones(4)}, "logit_scale": jnp.ones(()),
-            "embed": {"embedding": jnp.ones((10, 4))}}
+  params = {
+    "dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)},
+    "ln": {"scale": jnp.ones(4)},
+    "logit_scale": jnp.ones(()),
+    "embed": {"embedding": jnp.ones((10, 4))},
+  }
   mask = weight_decay_mask(params)
-  assert mask == {"dense": {"kernel": True, "bias": False}, "ln": {"scale": False},
-                  "logit_scale": False, "embed": {"embedding": True}}
+  assert mask == {
+    "dense": {"kernel": True, "bias": False},
+    "ln": {"scale": False},
+    "logit_scale": False,
+    "embed": {"embedding": True},
+  }
 
 
 def test_zero_gradient_step_decays_only_masked_leaves():

@@ -61,8 +61,7 @@ def test_shapes_dtypes():
   assert b['label'].shape == (4,) and b['label'].dtype == np.int32
   assert b['index'].dtype == np.int64
   np.testing.assert_array_equal(b['index'], [0, 7, 7, 49])
-  assert len(b['caption']) == 4 and all(isinstance(c, str)
-                                        for c in b['caption'])
+  assert len(b['caption']) == 4 and all(isinstance(c, str) for c in b['caption'])
   empty = src.batch(np.array([], np.int64))
   assert empty['image'].shape == (0, 32, 32, 3)
   big = sy.SyntheticPairs('eval', 4, image_size=48)
@@ -86,8 +85,7 @@ def test_batch_equals_stacked_getitem():
   idx = np.array([2999, 0, 17, 17, 1500, 42, 7, 2048, 1024, 5])
   b = src.batch(idx)
   items = [src[int(i)] for i in idx]
-  np.testing.assert_array_equal(b['image'], np.stack([e['image']
-                                                      for e in items]))
+  np.testing.assert_array_equal(b['image'], np.stack([e['image'] for e in items]))
   np.testing.assert_array_equal(b['label'], [e['label'] for e in items])
   np.testing.assert_array_equal(b['index'], [e['index'] for e in items])
   assert list(b['caption']) == [e['caption'] for e in items]
@@ -98,8 +96,7 @@ def test_batch_independent_of_batch_composition():
   # on which other indices share the call.
   src = sy.SyntheticPairs('train', 5000)
   big = src.batch(np.arange(2500))
-  np.testing.assert_array_equal(big['image'][1100:1300],
-                                src.batch(np.arange(1100, 1300))['image'])
+  np.testing.assert_array_equal(big['image'][1100:1300], src.batch(np.arange(1100, 1300))['image'])
   rev = src.batch(np.arange(2500)[::-1])
   np.testing.assert_array_equal(rev['image'][::-1], big['image'])
 
@@ -123,8 +120,7 @@ def test_deterministic_and_seed_dependent():
   assert e[1]['caption'] == 'a purple circle.'
   assert e[2]['caption'] == 'a triangle in the center.'
   assert [int(e[i]['label']) for i in range(3)] == [1, 0, 2]
-  assert sy.SyntheticPairs('eval', 1)[0]['caption'] == (
-      'a drawing of a star.')
+  assert sy.SyntheticPairs('eval', 1)[0]['caption'] == ('a drawing of a star.')
 
 
 def test_train_eval_disjoint():
@@ -154,8 +150,9 @@ def test_captions_name_their_class_only(train_2k):
     assert ' a arrow' not in cap and '{' not in cap
   assert len(set(caps)) > 300  # varied captions
   # The caption colour word is an actual colour name.
-  assert all(any(sy.caption_mentions(c, col) for col in sy.COLOR_NAMES)
-             for c in caps if 'drawn in' in c)
+  assert all(
+    any(sy.caption_mentions(c, col) for col in sy.COLOR_NAMES) for c in caps if 'drawn in' in c
+  )
 
 
 def test_images_have_variety(train_2k):
@@ -207,15 +204,14 @@ def test_classes_are_visually_distinct():
   # classes differ clearly from each other at 32 px.
   p = _canonical_params(1)
   imgs = sy.render_images(p, 32)
-  masks = (imgs[..., 1] < 128)  # red on white: object where green is low
+  masks = imgs[..., 1] < 128  # red on white: object where green is low
   areas = masks.sum((1, 2))
   assert areas.min() > 60, dict(zip(sy.CLASS_NAMES, areas))
   for i in range(sy.NUM_CLASSES):
     for j in range(i + 1, sy.NUM_CLASSES):
       inter = (masks[i] & masks[j]).sum()
       union = (masks[i] | masks[j]).sum()
-      assert inter / union < 0.85, (sy.CLASS_NAMES[i], sy.CLASS_NAMES[j],
-                                    inter / union)
+      assert inter / union < 0.85, (sy.CLASS_NAMES[i], sy.CLASS_NAMES[j], inter / union)
 
 
 def test_shape_mask_classifier_beats_pixels():
@@ -249,11 +245,14 @@ def test_grain_source_protocol():
   grain = pytest.importorskip('grain.python')
   src = sy.SyntheticPairs('train', 20)
   sampler = grain.IndexSampler(
-      num_records=len(src), shard_options=grain.NoSharding(), shuffle=True,
-      num_epochs=1, seed=0)
+    num_records=len(src), shard_options=grain.NoSharding(), shuffle=True, num_epochs=1, seed=0
+  )
   loader = grain.DataLoader(
-      data_source=src, sampler=sampler, worker_count=0,
-      operations=[grain.Batch(batch_size=5, drop_remainder=True)])
+    data_source=src,
+    sampler=sampler,
+    worker_count=0,
+    operations=[grain.Batch(batch_size=5, drop_remainder=True)],
+  )
   batches = list(loader)
   assert len(batches) == 4
   assert batches[0]['image'].shape == (5, 32, 32, 3)

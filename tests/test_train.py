@@ -48,8 +48,9 @@ def test_short_run_lowers_the_loss_and_beats_chance(tmp_path):
   config.data.num_train = 4096
   config.model.image.widths = (16, 32, 64)
   config.model.embed_dim = 64
-  config.train.update(steps=1200, batch_size=32, lr=1e-3, warmup_steps=50, log_every=100,
-                      checkpoint_every=1200)
+  config.train.update(
+    steps=1200, batch_size=32, lr=1e-3, warmup_steps=50, log_every=100, checkpoint_every=1200
+  )
   results = stages.run(config, str(tmp_path))
   losses = [r["loss"] for r in train_records(tmp_path)]
   assert losses[-1] < 0.7 * losses[0]
@@ -66,16 +67,26 @@ def test_rerun_of_a_finished_run_trains_nothing_more(tmp_path):
 
 
 def test_run_killed_with_sigkill_resumes_to_the_same_parameters(tmp_path):
-  args = ["--config=configs/tiny.py", "--config.train.steps=60",
-          "--config.train.checkpoint_every=10", "--config.train.log_every=10"]
+  args = [
+    "--config=configs/tiny.py",
+    "--config.train.steps=60",
+    "--config.train.checkpoint_every=10",
+    "--config.train.log_every=10",
+  ]
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
   main = [sys.executable, "-m", "bdjax.main"]
   whole, killed = tmp_path / "whole", tmp_path / "killed"
-  subprocess.run(main + args + [f"--workdir={whole}"], cwd=ROOT, env=env, check=True,
-                 capture_output=True)
+  subprocess.run(
+    main + args + [f"--workdir={whole}"], cwd=ROOT, env=env, check=True, capture_output=True
+  )
 
-  proc = subprocess.Popen(main + args + [f"--workdir={killed}"], cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    main + args + [f"--workdir={killed}"],
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   ckpt_dir = checkpoint.stage_dir(str(killed), "train")
   deadline = time.time() + 300
   while not (ckpt_dir / "20").exists() and proc.poll() is None and time.time() < deadline:
@@ -84,12 +95,12 @@ def test_run_killed_with_sigkill_resumes_to_the_same_parameters(tmp_path):
   proc.wait()
   assert not (ckpt_dir / "60").exists(), "the run finished before it could be killed"
 
-  resumed = subprocess.run(main + args + [f"--workdir={killed}"], cwd=ROOT, env=env,
-                           capture_output=True, text=True)
+  resumed = subprocess.run(
+    main + args + [f"--workdir={killed}"], cwd=ROOT, env=env, capture_output=True, text=True
+  )
   assert resumed.returncode == 0, resumed.stderr
   assert "Resuming stage train" in resumed.stdout
-  jax.tree.map(np.testing.assert_array_equal, load_params(str(whole)),
-               load_params(str(killed)))
+  jax.tree.map(np.testing.assert_array_equal, load_params(str(whole)), load_params(str(killed)))
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -105,8 +116,19 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   data = [{"x": np.zeros((jax.device_count(),), np.float32)}] * 20
   ckpts = StageCheckpoints(str(tmp_path), "train")
   with pytest.raises(NonFiniteLossError, match=r"step 7.*step 5"):
-    train_loop(state, step_fn, data, steps=20, key=jax.random.key(0), batch_size=1, mesh=mesh,
-               checkpoints=ckpts, checkpoint_every=5, log_every=100, on_log=lambda s, m: None)
+    train_loop(
+      state,
+      step_fn,
+      data,
+      steps=20,
+      key=jax.random.key(0),
+      batch_size=1,
+      mesh=mesh,
+      checkpoints=ckpts,
+      checkpoint_every=5,
+      log_every=100,
+      on_log=lambda s, m: None,
+    )
   ckpts.close()
   assert ckpts.latest_step() == 5
   np.testing.assert_array_equal(load_params(str(tmp_path))["w"], np.full(3, 6.0))

@@ -44,8 +44,9 @@ def _augment_one(rng: jax.Array, image: jax.Array, min_scale: float) -> jax.Arra
   side = jnp.sqrt(jax.random.uniform(k_area, minval=min_scale, maxval=1.0))
   offset = jax.random.uniform(k_pos, (2,)) * (1.0 - side) * jnp.array([height, width])
   scale = jnp.array([1.0 / side, 1.0 / side])
-  out = jax.image.scale_and_translate(image, image.shape, (0, 1), scale, -offset * scale,
-                                      method="linear", antialias=False)
+  out = jax.image.scale_and_translate(
+    image, image.shape, (0, 1), scale, -offset * scale, method="linear", antialias=False
+  )
   out = jnp.where(jax.random.bernoulli(k_flip), out[:, ::-1], out)
   mean = out.mean()
   contrast = jax.random.uniform(k_contrast, minval=0.8, maxval=1.2)

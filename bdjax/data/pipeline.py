@@ -31,23 +31,34 @@ class PairSource(Protocol):
   def batch(self, indices: np.ndarray) -> dict[str, Any]: ...
 
 
-def batches(source: PairSource, batch_size: int, seed: int, tokenizer: Tokenizer,
-            with_views: bool = False) -> grain.MapDataset:
+def batches(
+  source: PairSource, batch_size: int, seed: int, tokenizer: Tokenizer, with_views: bool = False
+) -> grain.MapDataset:
   """An endless `MapDataset` whose element `t` is the global batch of training step `t`."""
   if len(source) < batch_size:
-    raise ValueError(f"The dataset has {len(source)} examples, fewer than one batch of "
-                     f"{batch_size}: lower train.batch_size or use more data.")
-  indices = (grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat()
-             .batch(batch_size, drop_remainder=True))
+    raise ValueError(
+      f"The dataset has {len(source)} examples, fewer than one batch of "
+      f"{batch_size}: lower train.batch_size or use more data."
+    )
+  indices = (
+    grain.MapDataset.range(len(source))
+    .shuffle(seed=seed)
+    .repeat()
+    .batch(batch_size, drop_remainder=True)
+  )
   load = lambda idx, rng: _load(source, np.asarray(idx), tokenizer, rng if with_views else None)
   return indices.random_map(load, seed=seed)
 
 
-def _load(source: PairSource, indices: np.ndarray, tokenizer: Tokenizer,
-          rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+def _load(
+  source: PairSource, indices: np.ndarray, tokenizer: Tokenizer, rng: np.random.Generator | None
+) -> dict[str, np.ndarray]:
   pairs = source.batch(indices)
-  batch = {"image": pairs["image"], "tokens": tokenizer(list(pairs["caption"])),
-           "index": np.asarray(pairs["index"], np.int64)}
+  batch = {
+    "image": pairs["image"],
+    "tokens": tokenizer(list(pairs["caption"])),
+    "index": np.asarray(pairs["index"], np.int64),
+  }
   if rng is not None:
     batch["view_tokens"] = tokenizer([augment_caption(c, rng) for c in pairs["caption"]])
   return batch

@@ -19,6 +19,7 @@ from bdjax.data import synthetic
 @dataclasses.dataclass(frozen=True)
 class EvalData:
   """Labelled evaluation images with their captions and the zero-shot class prompts."""
+
   images: np.ndarray  # uint8 [N, H, W, 3]
   labels: np.ndarray  # int32 [N]
   captions: Sequence[str]
@@ -38,13 +39,19 @@ def eval_data(data: ml_collections.ConfigDict, seed: int) -> EvalData:
   split = synthetic.SyntheticPairs("eval", data.num_eval, data.image_size, seed)
   pairs = split.batch(np.arange(len(split)))
   prompts = [synthetic.class_prompts(c) for c in synthetic.CLASS_NAMES]
-  return EvalData(pairs["image"], np.asarray(pairs["label"]), list(pairs["caption"]),
-                  synthetic.CLASS_NAMES, prompts)
+  return EvalData(
+    pairs["image"],
+    np.asarray(pairs["label"]),
+    list(pairs["caption"]),
+    synthetic.CLASS_NAMES,
+    prompts,
+  )
 
 
 def _require_synthetic(data: ml_collections.ConfigDict) -> None:
   if data.source != "synthetic":
     raise NotImplementedError(
-        f"data.source='{data.source}' (train={data.get('train')!r}) needs the real-data readers "
-        "(CSV, webdataset, TFDS), which this version of bdjax does not have yet; use "
-        "data.source='synthetic' meanwhile.")
+      f"data.source='{data.source}' (train={data.get('train')!r}) needs the real-data readers "
+      "(CSV, webdataset, TFDS), which this version of bdjax does not have yet; use "
+      "data.source='synthetic' meanwhile."
+    )

@@ -36,22 +36,22 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = [
-    'CLASS_NAMES',
-    'NUM_CLASSES',
-    'SUGGESTED_TARGET',
-    'COLOR_NAMES',
-    'COLOR_RGB',
-    'PROMPT_TEMPLATES',
-    'CAPTION_TEMPLATES',
-    'SPLIT_IDS',
-    'SyntheticPairs',
-    'make_splits',
-    'caption_mentions',
-    'fix_articles',
-    'class_prompts',
-    'sample_params',
-    'render_images',
-    'make_captions',
+  'CLASS_NAMES',
+  'NUM_CLASSES',
+  'SUGGESTED_TARGET',
+  'COLOR_NAMES',
+  'COLOR_RGB',
+  'PROMPT_TEMPLATES',
+  'CAPTION_TEMPLATES',
+  'SPLIT_IDS',
+  'SyntheticPairs',
+  'make_splits',
+  'caption_mentions',
+  'fix_articles',
+  'class_prompts',
+  'sample_params',
+  'render_images',
+  'make_captions',
 ]
 
 # --------------------------------------------------------------------------
@@ -59,16 +59,16 @@ __all__ = [
 # --------------------------------------------------------------------------
 
 CLASS_NAMES: tuple[str, ...] = (
-    'circle',
-    'square',
-    'triangle',
-    'star',
-    'cross',
-    'heart',
-    'ring',
-    'diamond',
-    'crescent',
-    'arrow',
+  'circle',
+  'square',
+  'triangle',
+  'star',
+  'cross',
+  'heart',
+  'ring',
+  'diamond',
+  'crescent',
+  'arrow',
 )
 NUM_CLASSES = len(CLASS_NAMES)
 
@@ -77,50 +77,50 @@ NUM_CLASSES = len(CLASS_NAMES)
 SUGGESTED_TARGET = 'star'
 
 COLOR_NAMES: tuple[str, ...] = (
-    'red',
-    'orange',
-    'yellow',
-    'green',
-    'blue',
-    'purple',
-    'pink',
-    'brown',
-    'white',
-    'gray',
-    'black',
+  'red',
+  'orange',
+  'yellow',
+  'green',
+  'blue',
+  'purple',
+  'pink',
+  'brown',
+  'white',
+  'gray',
+  'black',
 )
 COLOR_RGB = np.array(
-    [
-        (215, 40, 40),  # red
-        (245, 140, 25),  # orange
-        (240, 215, 45),  # yellow
-        (45, 160, 65),  # green
-        (45, 85, 215),  # blue
-        (135, 60, 185),  # purple
-        (245, 135, 190),  # pink
-        (125, 80, 40),  # brown
-        (242, 242, 242),  # white
-        (128, 128, 128),  # gray
-        (28, 28, 28),  # black
-    ],
-    dtype=np.float32,
+  [
+    (215, 40, 40),  # red
+    (245, 140, 25),  # orange
+    (240, 215, 45),  # yellow
+    (45, 160, 65),  # green
+    (45, 85, 215),  # blue
+    (135, 60, 185),  # purple
+    (245, 135, 190),  # pink
+    (125, 80, 40),  # brown
+    (242, 242, 242),  # white
+    (128, 128, 128),  # gray
+    (28, 28, 28),  # black
+  ],
+  dtype=np.float32,
 )
 
 #: Zero-shot prompt templates, each with exactly one '{}' for the class name.
 #: Use :func:`class_prompts` to get "an arrow" rather than "a arrow".
 PROMPT_TEMPLATES: tuple[str, ...] = (
-    'a photo of a {}.',
-    'a drawing of a {}.',
-    'a {} on a plain background.',
-    'a picture of a {}.',
-    'an image of a {}.',
-    'a small {}.',
-    'a large {}.',
-    'a colorful {}.',
-    'a simple {} shape.',
-    'there is a {} here.',
-    'a {} in the picture.',
-    'the {}.',
+  'a photo of a {}.',
+  'a drawing of a {}.',
+  'a {} on a plain background.',
+  'a picture of a {}.',
+  'an image of a {}.',
+  'a small {}.',
+  'a large {}.',
+  'a colorful {}.',
+  'a simple {} shape.',
+  'there is a {} here.',
+  'a {} in the picture.',
+  'the {}.',
 )
 
 #: Caption templates for training pairs.  Fields: cls, color, bg, size, pos.
@@ -129,34 +129,34 @@ PROMPT_TEMPLATES: tuple[str, ...] = (
 #: captions (an earlier version), a small CNN CLIP matched pairs by colour and stayed near
 #: chance on shape for 1,000 steps; with this mix it reaches 99% zero-shot in 1,000 steps.
 CAPTION_TEMPLATES: tuple[str, ...] = (
-    'a photo of a {cls}.',
-    'a picture of a {cls}.',
-    'a drawing of a {cls}.',
-    'there is a {cls} here.',
-    'a {size} {cls}.',
-    'a {cls} {pos}.',
-    'an image of a {cls}.',
-    'a simple {cls} shape.',
-    'a photo of a {size} {cls}.',
-    'the {cls} {pos}.',
-    'a {cls} in the picture.',
-    'a close-up of a {cls}.',
-    'a {color} {cls}.',
-    'a {color} {cls} on a {bg} background.',
-    'a {size} {color} {cls} {pos}.',
-    'the {cls} is {color} and the background is {bg}.',
+  'a photo of a {cls}.',
+  'a picture of a {cls}.',
+  'a drawing of a {cls}.',
+  'there is a {cls} here.',
+  'a {size} {cls}.',
+  'a {cls} {pos}.',
+  'an image of a {cls}.',
+  'a simple {cls} shape.',
+  'a photo of a {size} {cls}.',
+  'the {cls} {pos}.',
+  'a {cls} in the picture.',
+  'a close-up of a {cls}.',
+  'a {color} {cls}.',
+  'a {color} {cls} on a {bg} background.',
+  'a {size} {color} {cls} {pos}.',
+  'the {cls} is {color} and the background is {bg}.',
 )
 
 _POS_PHRASES: tuple[str, ...] = (  # 3x3 grid, row-major from the top left
-    'in the top left',
-    'at the top',
-    'in the top right',
-    'on the left',
-    'in the center',
-    'on the right',
-    'in the bottom left',
-    'at the bottom',
-    'in the bottom right',
+  'in the top left',
+  'at the top',
+  'in the top right',
+  'on the left',
+  'in the center',
+  'on the right',
+  'in the bottom left',
+  'at the bottom',
+  'in the bottom right',
 )
 _SIZE_WORDS: tuple[str, ...] = ('small', 'medium', 'large')
 
@@ -174,8 +174,7 @@ def fix_articles(text: str) -> str:
   return _ARTICLE_RE.sub(lambda m: m.group(1) + 'n ', text)
 
 
-def class_prompts(class_name: str,
-                  templates: tuple[str, ...] = PROMPT_TEMPLATES) -> list[str]:
+def class_prompts(class_name: str, templates: tuple[str, ...] = PROMPT_TEMPLATES) -> list[str]:
   """The zero-shot prompts for one class, with articles fixed."""
   return [fix_articles(t.format(class_name)) for t in templates]
 
@@ -236,25 +235,47 @@ def _allowed_pairs() -> np.ndarray:
 _PAIRS = _allowed_pairs()
 
 # Fields (stream ids) of the per-example parameters.
-(_F_CLASS, _F_PAIR, _F_SIZE, _F_CX, _F_CY, _F_ANGLE, _F_BGSTYLE, _F_BGANGLE,
- _F_BGAMP, _F_BGFREQ, _F_BGPHASE, _F_FGJIT, _F_BGJIT, _F_SHADEANG, _F_SHADEAMP,
- _F_OUTLINE, _F_DISTRACT, _F_DCOLOR, _F_DX0, _F_DY0, _F_DANG, _F_DLEN,
- _F_TEMPLATE, _F_DMENTION) = range(24)
+(
+  _F_CLASS,
+  _F_PAIR,
+  _F_SIZE,
+  _F_CX,
+  _F_CY,
+  _F_ANGLE,
+  _F_BGSTYLE,
+  _F_BGANGLE,
+  _F_BGAMP,
+  _F_BGFREQ,
+  _F_BGPHASE,
+  _F_FGJIT,
+  _F_BGJIT,
+  _F_SHADEANG,
+  _F_SHADEAMP,
+  _F_OUTLINE,
+  _F_DISTRACT,
+  _F_DCOLOR,
+  _F_DX0,
+  _F_DY0,
+  _F_DANG,
+  _F_DLEN,
+  _F_TEMPLATE,
+  _F_DMENTION,
+) = range(24)
 _F_FGJIT_CH = (100, 101, 102)
 _F_BGJIT_CH = (110, 111, 112)
 
 # Rotation range (radians, +-) per class; pi means any rotation.
 _ROT_RANGE = {
-    'circle': np.pi,
-    'square': np.deg2rad(12.0),
-    'triangle': np.pi,
-    'star': np.pi,
-    'cross': np.deg2rad(15.0),
-    'heart': np.deg2rad(20.0),
-    'ring': np.pi,
-    'diamond': np.deg2rad(12.0),
-    'crescent': np.pi,
-    'arrow': np.pi,
+  'circle': np.pi,
+  'square': np.deg2rad(12.0),
+  'triangle': np.pi,
+  'star': np.pi,
+  'cross': np.deg2rad(15.0),
+  'heart': np.deg2rad(20.0),
+  'ring': np.pi,
+  'diamond': np.deg2rad(12.0),
+  'crescent': np.pi,
+  'arrow': np.pi,
 }
 _ROT = np.array([_ROT_RANGE[c] for c in CLASS_NAMES], np.float64)
 
@@ -263,8 +284,9 @@ _DISTRACTOR_PROB = 0.15
 _OUTLINE_PROB = 0.25
 
 
-def sample_params(seed: int, split_id: int, indices: np.ndarray,
-                  image_size: int = 32) -> dict[str, np.ndarray]:
+def sample_params(
+  seed: int, split_id: int, indices: np.ndarray, image_size: int = 32
+) -> dict[str, np.ndarray]:
   """Per-example rendering parameters, a pure function of the arguments."""
   indices = np.asarray(indices, dtype=np.int64).reshape(-1)
   k = _example_keys(seed, split_id, indices)
@@ -288,34 +310,34 @@ def sample_params(seed: int, split_id: int, indices: np.ndarray,
   col = np.clip((cx / s * 3).astype(np.int64), 0, 2)
   row = np.clip((cy / s * 3).astype(np.int64), 0, 2)
   return {
-      'index': indices,
-      'label': label,
-      'fg': pair[:, 0],
-      'bg': pair[:, 1],
-      'radius': r,
-      'cx': cx,
-      'cy': cy,
-      'angle': angle,
-      'bg_style': _choice(u(_F_BGSTYLE), 3),  # plain / gradient / waves
-      'bg_angle': 2 * np.pi * u(_F_BGANGLE),
-      'bg_amp': 14.0 + 26.0 * u(_F_BGAMP),
-      'bg_period': s * (0.5 + 0.7 * u(_F_BGFREQ)),
-      'bg_phase': 2 * np.pi * u(_F_BGPHASE),
-      'fg_jitter': fg_jit,
-      'bg_jitter': bg_jit,
-      'shade_angle': 2 * np.pi * u(_F_SHADEANG),
-      'shade_amp': 0.18 * u(_F_SHADEAMP),
-      'outline': u(_F_OUTLINE) < _OUTLINE_PROB,
-      'distract': distract,
-      'd_color': dcolor,
-      'd_x0': s * (0.1 + 0.8 * u(_F_DX0)),
-      'd_y0': s * (0.1 + 0.8 * u(_F_DY0)),
-      'd_angle': 2 * np.pi * u(_F_DANG),
-      'd_len': s * (0.25 + 0.2 * u(_F_DLEN)),
-      'size_word': size_word,
-      'pos': row * 3 + col,
-      'template': _choice(u(_F_TEMPLATE), len(CAPTION_TEMPLATES)),
-      'd_mention': u(_F_DMENTION) < 0.6,
+    'index': indices,
+    'label': label,
+    'fg': pair[:, 0],
+    'bg': pair[:, 1],
+    'radius': r,
+    'cx': cx,
+    'cy': cy,
+    'angle': angle,
+    'bg_style': _choice(u(_F_BGSTYLE), 3),  # plain / gradient / waves
+    'bg_angle': 2 * np.pi * u(_F_BGANGLE),
+    'bg_amp': 14.0 + 26.0 * u(_F_BGAMP),
+    'bg_period': s * (0.5 + 0.7 * u(_F_BGFREQ)),
+    'bg_phase': 2 * np.pi * u(_F_BGPHASE),
+    'fg_jitter': fg_jit,
+    'bg_jitter': bg_jit,
+    'shade_angle': 2 * np.pi * u(_F_SHADEANG),
+    'shade_amp': 0.18 * u(_F_SHADEAMP),
+    'outline': u(_F_OUTLINE) < _OUTLINE_PROB,
+    'distract': distract,
+    'd_color': dcolor,
+    'd_x0': s * (0.1 + 0.8 * u(_F_DX0)),
+    'd_y0': s * (0.1 + 0.8 * u(_F_DY0)),
+    'd_angle': 2 * np.pi * u(_F_DANG),
+    'd_len': s * (0.25 + 0.2 * u(_F_DLEN)),
+    'size_word': size_word,
+    'pos': row * 3 + col,
+    'template': _choice(u(_F_TEMPLATE), len(CAPTION_TEMPLATES)),
+    'd_mention': u(_F_DMENTION) < 0.6,
   }
 
 
@@ -337,8 +359,11 @@ def _sd_box(x, y, bx, by):
 
 def _sd_triangle(x, y, p0, p1, p2):
   """Exact SDF of a triangle (Inigo Quilez), vertices as (x, y) tuples."""
-  e = [(p1[0] - p0[0], p1[1] - p0[1]), (p2[0] - p1[0], p2[1] - p1[1]),
-       (p0[0] - p2[0], p0[1] - p2[1])]
+  e = [
+    (p1[0] - p0[0], p1[1] - p0[1]),
+    (p2[0] - p1[0], p2[1] - p1[1]),
+    (p0[0] - p2[0], p0[1] - p2[1]),
+  ]
   ps = [p0, p1, p2]
   s = np.sign(e[0][0] * e[2][1] - e[0][1] * e[2][0])
   best_d = None
@@ -363,8 +388,9 @@ def _sd_square(x, y):
 
 
 _TRI_R = 1.1
-_TRI = tuple((_TRI_R * np.cos(a), _TRI_R * np.sin(a) - 0.12)
-             for a in np.deg2rad([90.0, 210.0, 330.0]))
+_TRI = tuple(
+  (_TRI_R * np.cos(a), _TRI_R * np.sin(a) - 0.12) for a in np.deg2rad([90.0, 210.0, 330.0])
+)
 
 
 def _sd_equilateral(x, y):
@@ -430,16 +456,16 @@ def _sd_arrow(x, y):
 
 
 _SDF: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    'circle': _sd_circle,
-    'square': _sd_square,
-    'triangle': _sd_equilateral,
-    'star': _sd_star,
-    'cross': _sd_cross,
-    'heart': _sd_heart,
-    'ring': _sd_ring,
-    'diamond': _sd_diamond,
-    'crescent': _sd_crescent,
-    'arrow': _sd_arrow,
+  'circle': _sd_circle,
+  'square': _sd_square,
+  'triangle': _sd_equilateral,
+  'star': _sd_star,
+  'cross': _sd_cross,
+  'heart': _sd_heart,
+  'ring': _sd_ring,
+  'diamond': _sd_diamond,
+  'crescent': _sd_crescent,
+  'arrow': _sd_arrow,
 }
 assert set(_SDF) == set(CLASS_NAMES)
 
@@ -451,8 +477,7 @@ assert set(_SDF) == set(CLASS_NAMES)
 _CHUNK_PIXELS = 1 << 19  # images per chunk = this // S**2 (cache friendly)
 
 
-def render_images(params: dict[str, np.ndarray],
-                  image_size: int = 32) -> np.ndarray:
+def render_images(params: dict[str, np.ndarray], image_size: int = 32) -> np.ndarray:
   """Renders uint8 images [N, S, S, 3] from :func:`sample_params` output."""
   n = len(params['label'])
   out = np.empty((n, image_size, image_size, 3), np.uint8)
@@ -490,13 +515,11 @@ def _render_chunk(p: dict[str, np.ndarray], s: int) -> np.ndarray:
     if not m.size:
       continue
     ang = p['bg_angle'][m]
-    proj = ((xs - f32(s / 2)) * col(np.cos(ang)) +
-            (ys - f32(s / 2)) * col(np.sin(ang)))
+    proj = (xs - f32(s / 2)) * col(np.cos(ang)) + (ys - f32(s / 2)) * col(np.sin(ang))
     if st == 1:  # linear gradient, +-amp at the corners
       mod = proj * f32(1.4 / s)
     else:  # soft low-frequency waves, +-amp/2
-      mod = f32(0.5) * np.sin(proj * col(2 * np.pi / p['bg_period'][m]) +
-                              col(p['bg_phase'][m]))
+      mod = f32(0.5) * np.sin(proj * col(2 * np.pi / p['bg_period'][m]) + col(p['bg_phase'][m]))
     shift[m] = mod * col(p['bg_amp'][m])
 
   # Distractor: a thin anti-aliased line segment behind the object.
@@ -536,7 +559,7 @@ def _render_chunk(p: dict[str, np.ndarray], s: int) -> np.ndarray:
   if np.any(p['outline']):
     m = np.flatnonzero(p['outline'])
     rim = np.clip(f32(1.8) + sdf_px[m], 0, 1)
-    dark = (COLOR_RGB[p['fg'][m]].mean(-1) < 60)
+    dark = COLOR_RGB[p['fg'][m]].mean(-1) < 60
     factor[m[~dark]] *= 1 - f32(0.45) * rim[~dark]
     if np.any(dark):
       lift = np.zeros((n, s, s), f32)
@@ -575,16 +598,15 @@ def make_captions(params: dict[str, np.ndarray]) -> list[str]:
   caps = []
   for i in range(len(params['label'])):
     fields = dict(
-        cls=CLASS_NAMES[params['label'][i]],
-        color=COLOR_NAMES[params['fg'][i]],
-        bg=COLOR_NAMES[params['bg'][i]],
-        size=_SIZE_WORDS[params['size_word'][i]],
-        pos=_POS_PHRASES[params['pos'][i]],
+      cls=CLASS_NAMES[params['label'][i]],
+      color=COLOR_NAMES[params['fg'][i]],
+      bg=COLOR_NAMES[params['bg'][i]],
+      size=_SIZE_WORDS[params['size_word'][i]],
+      pos=_POS_PHRASES[params['pos'][i]],
     )
     text = CAPTION_TEMPLATES[params['template'][i]].format(**fields)
     if params['distract'][i] and params['d_mention'][i]:
-      text += ' there is also a thin {} line.'.format(
-          COLOR_NAMES[params['d_color'][i]])
+      text += ' there is also a thin {} line.'.format(COLOR_NAMES[params['d_color'][i]])
     caps.append(fix_articles(text))
   return caps
 
@@ -610,8 +632,7 @@ class SyntheticPairs:
 
   def __post_init__(self):
     if self.split not in SPLIT_IDS:
-      raise ValueError(f'split must be one of {sorted(SPLIT_IDS)}, '
-                       f'got {self.split!r}')
+      raise ValueError(f'split must be one of {sorted(SPLIT_IDS)}, got {self.split!r}')
     if self.num_examples < 0:
       raise ValueError(f'num_examples must be >= 0, got {self.num_examples}')
     if self.image_size < 8:
@@ -630,36 +651,39 @@ class SyntheticPairs:
       index += self.num_examples
     out = self.batch(np.array([index], np.int64))
     return {
-        'image': out['image'][0],
-        'caption': out['caption'][0],
-        'label': out['label'][0],
-        'index': out['index'][0],
+      'image': out['image'][0],
+      'caption': out['caption'][0],
+      'label': out['label'][0],
+      'index': out['index'][0],
     }
 
   def batch(self, indices) -> dict[str, Any]:
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if indices.size and (indices.min() < 0 or
-                         indices.max() >= self.num_examples):
-      raise IndexError(f'indices out of range [0, {self.num_examples}) '
-                       f'for split {self.split!r}')
+    if indices.size and (indices.min() < 0 or indices.max() >= self.num_examples):
+      raise IndexError(f'indices out of range [0, {self.num_examples}) for split {self.split!r}')
     params = sample_params(self.seed, self.split_id, indices, self.image_size)
     captions = np.empty(len(indices), dtype=object)
     captions[:] = make_captions(params)
     return {
-        'image': render_images(params, self.image_size),
-        'caption': captions,
-        'label': params['label'].astype(np.int32),
-        'index': indices.copy(),
+      'image': render_images(params, self.image_size),
+      'caption': captions,
+      'label': params['label'].astype(np.int32),
+      'index': indices.copy(),
     }
 
   def __repr__(self) -> str:
-    return (f'SyntheticPairs(split={self.split!r}, '
-            f'num_examples={self.num_examples}, '
-            f'image_size={self.image_size}, seed={self.seed})')
+    return (
+      f'SyntheticPairs(split={self.split!r}, '
+      f'num_examples={self.num_examples}, '
+      f'image_size={self.image_size}, seed={self.seed})'
+    )
 
 
-def make_splits(num_train: int, num_eval: int, image_size: int = 32,
-                seed: int = 0) -> tuple[SyntheticPairs, SyntheticPairs]:
+def make_splits(
+  num_train: int, num_eval: int, image_size: int = 32, seed: int = 0
+) -> tuple[SyntheticPairs, SyntheticPairs]:
   """The (train, eval) sources; they never share an example."""
-  return (SyntheticPairs('train', num_train, image_size, seed),
-          SyntheticPairs('eval', num_eval, image_size, seed))
+  return (
+    SyntheticPairs('train', num_train, image_size, seed),
+    SyntheticPairs('eval', num_eval, image_size, seed),
+  )

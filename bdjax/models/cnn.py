@@ -39,58 +39,68 @@ from .transformer import activation
 
 
 class ConvNorm(nn.Module):
-    """``GroupNorm(conv3x3(x))`` with ``gcd(8, features)`` groups."""
-    features: int
-    stride: int = 1
-    dtype: jnp.dtype = jnp.float32
+  """``GroupNorm(conv3x3(x))`` with ``gcd(8, features)`` groups."""
 
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.Conv(self.features, (3, 3), strides=(self.stride, self.stride),
-                    padding='SAME', use_bias=False, dtype=self.dtype, name='conv')(x)
-        return nn.GroupNorm(num_groups=math.gcd(8, self.features), epsilon=1e-5,
-                            dtype=self.dtype, name='norm')(x)
+  features: int
+  stride: int = 1
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = nn.Conv(
+      self.features,
+      (3, 3),
+      strides=(self.stride, self.stride),
+      padding='SAME',
+      use_bias=False,
+      dtype=self.dtype,
+      name='conv',
+    )(x)
+    return nn.GroupNorm(
+      num_groups=math.gcd(8, self.features), epsilon=1e-5, dtype=self.dtype, name='norm'
+    )(x)
 
 
 class Stage(nn.Module):
-    """Stride-2 ``ConvNorm`` + act, then one residual ``ConvNorm`` block."""
-    features: int
-    act: str = 'relu'
-    dtype: jnp.dtype = jnp.float32
+  """Stride-2 ``ConvNorm`` + act, then one residual ``ConvNorm`` block."""
 
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        act = activation(self.act)
-        x = act(ConvNorm(self.features, stride=2, dtype=self.dtype, name='down')(x))
-        x = act(x + ConvNorm(self.features, dtype=self.dtype, name='block')(x))
-        self.sow('intermediates', 'out', x)
-        return x
+  features: int
+  act: str = 'relu'
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    act = activation(self.act)
+    x = act(ConvNorm(self.features, stride=2, dtype=self.dtype, name='down')(x))
+    x = act(x + ConvNorm(self.features, dtype=self.dtype, name='block')(x))
+    self.sow('intermediates', 'out', x)
+    return x
 
 
 class ConvTower(nn.Module):
-    """Images ``[B, H, W, 3]`` (NHWC, normalised) -> features ``[B, output_dim]``.
+  """Images ``[B, H, W, 3]`` (NHWC, normalised) -> features ``[B, output_dim]``.
 
-    Any resolution works; the spatial size is halved once per entry of ``widths``
-    after the first.
-    """
-    output_dim: int
-    widths: Sequence[int] = (32, 64, 128, 256)
-    act: str = 'relu'
-    pool: str = 'max'
-    dtype: jnp.dtype = jnp.float32
+  Any resolution works; the spatial size is halved once per entry of ``widths``
+  after the first.
+  """
 
-    @nn.compact
-    def __call__(self, images: jax.Array) -> jax.Array:
-        chex.assert_rank(images, 4)
-        if not self.widths:
-            raise ValueError('ConvTower needs at least one width')
-        act = activation(self.act)
-        x = act(ConvNorm(self.widths[0], dtype=self.dtype, name='stem')(
-            images.astype(self.dtype)))
-        for i, features in enumerate(self.widths[1:], start=1):
-            x = Stage(features, self.act, dtype=self.dtype, name=f'stage_{i}')(x)
-        x = jnp.max(x, axis=(1, 2)) if self.pool == 'max' else jnp.mean(x, axis=(1, 2))
-        x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name='ln_post')(x)
-        x = nn.Dense(self.output_dim, use_bias=False, dtype=self.dtype, name='proj')(x)
-        chex.assert_shape(x, (images.shape[0], self.output_dim))
-        return x
+  output_dim: int
+  widths: Sequence[int] = (32, 64, 128, 256)
+  act: str = 'relu'
+  pool: str = 'max'
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> jax.Array:
+    chex.assert_rank(images, 4)
+    if not self.widths:
+      raise ValueError('ConvTower needs at least one width')
+    act = activation(self.act)
+    x = act(ConvNorm(self.widths[0], dtype=self.dtype, name='stem')(images.astype(self.dtype)))
+    for i, features in enumerate(self.widths[1:], start=1):
+      x = Stage(features, self.act, dtype=self.dtype, name=f'stage_{i}')(x)
+    x = jnp.max(x, axis=(1, 2)) if self.pool == 'max' else jnp.mean(x, axis=(1, 2))
+    x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name='ln_post')(x)
+    x = nn.Dense(self.output_dim, use_bias=False, dtype=self.dtype, name='proj')(x)
+    chex.assert_shape(x, (images.shape[0], self.output_dim))
+    return x
