@@ -16,13 +16,18 @@ eval.batch_size          chunk size of the evaluators
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from bdjax.models import model_config
 
 
-def base_config(model: str = "tiny-cnn") -> ml_collections.ConfigDict:
-  """A complete training config (pre-train then evaluate) on the embedded dataset."""
+def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collections.ConfigDict:
+  """A complete training config (pre-train then evaluate) on the embedded dataset.
+
+  For `objective="siglip"` the model gets SigLIP's initial scale 10 and bias -10.
+  """
   c = ml_collections.ConfigDict()
   c.name = "bdjax run"
   c.seed = 0
@@ -36,6 +41,9 @@ def base_config(model: str = "tiny-cnn") -> ml_collections.ConfigDict:
       name="clip", clip_weight=1.0, inmodal_weight=1.0, lambda_inmodal=0.25, lambda_crossmodal=0.25
     )
   )
+  c.objective.name = objective
+  if objective == "siglip":
+    c.model.logit_scale_init, c.model.logit_bias_init = math.log(10.0), -10.0
   c.train = ml_collections.ConfigDict(
     dict(
       kind="train",
@@ -68,9 +76,8 @@ def study_config(
   dataset: str, objective: str, model: str = "vit-b-32"
 ) -> ml_collections.ConfigDict:
   """Pre-training on a real corpus as in the seed study; the data path comes from the user."""
-  c = base_config(model)
+  c = base_config(model, objective)
   c.name = f"{dataset} {objective} pre-training ({model})"
-  c.objective.name = objective
   c.data.update(source="csv", train="", eval="", image_size=c.model.image.size)
   batch = STUDY_BATCH[objective]
   steps = 64 * STUDY_DATASETS[dataset] // batch

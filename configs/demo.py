@@ -6,16 +6,11 @@ A 2-core CPU finishes it in a few minutes; the zero-shot accuracy and retrieval 
 workdir/demo/report.md. ARG picks the objective: configs/demo.py:clip_ssl, :cyclip, :siglip.
 """
 
-import math
-
 from bdjax.default_config import base_config
 
 
 def get_config(objective: str = "clip"):
-  c = base_config("tiny-cnn")
+  c = base_config("tiny-cnn", objective)
   c.name = f"demo: {objective} pre-training on the embedded dataset"
-  c.objective.name = objective
-  if objective == "siglip":
-    c.model.logit_scale_init, c.model.logit_bias_init = math.log(10.0), -10.0
   c.train.update(steps=1200, batch_size=32, lr=1e-3, warmup_steps=100, checkpoint_every=300)
   return c

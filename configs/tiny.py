@@ -4,17 +4,12 @@ python -m bdjax.main --config=configs/tiny.py --workdir=/tmp/bdjax_tiny
 python -m bdjax.main --config=configs/tiny.py:siglip --workdir=...   # ARG = objective
 """
 
-import math
-
 from bdjax.default_config import base_config
 
 
 def get_config(objective: str = "clip"):
-  c = base_config("tiny-cnn")
+  c = base_config("tiny-cnn", objective)
   c.name = f"tiny ({objective})"
-  c.objective.name = objective
-  if objective == "siglip":
-    c.model.logit_scale_init, c.model.logit_bias_init = math.log(10.0), -10.0
   c.data.num_train, c.data.num_eval = 512, 100
   c.model.image.widths = (8, 16)
   c.model.embed_dim = 32
