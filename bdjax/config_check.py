@@ -120,6 +120,35 @@ def check_config(config: ml_collections.ConfigDict | None) -> None:
     raise ConfigError(f"No --config given. {USAGE}.")
   check_training_config(config)
   check_data(config)
+  check_attack(config)
+
+
+def check_attack(config: ml_collections.ConfigDict) -> None:
+  """Checks `config.attack`: a known trigger, a known target class, a poison count or ratio."""
+  from bdjax.attacks import triggers  # Imports jax: only after the cheap checks.
+  from bdjax.attacks.poison import poison_count
+  from bdjax.data import sources
+
+  attack = config.get("attack")
+  if attack is None or attack.kind == "none":
+    return
+  if attack.kind not in triggers.NAMES:
+    raise ConfigError(
+      f"Unknown attack config.attack.kind='{attack.kind}'; choose 'none' or one of "
+      f"{', '.join(triggers.NAMES)}."
+    )
+  classes = list(sources.class_names(config.data))
+  if attack.target not in classes:
+    raise ConfigError(
+      f"config.attack.target='{attack.target}' is not a class of the evaluation set; "
+      f"choose one of: {', '.join(classes)}."
+    )
+  try:
+    poison_count(1, attack.count, attack.ratio)
+    if attack.kind in ("badnet", "solid"):
+      triggers.patch_pixels(attack.patch_size, config.data.image_size)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:

@@ -11,7 +11,23 @@ objective.name           'clip' | 'clip_ssl' | 'cyclip' | 'siglip' (+ their weig
 train.steps, batch_size (global), lr (peak), warmup_steps, weight_decay, b1, b2, eps,
 train.grad_clip_norm (0 = off), checkpoint_every, keep_checkpoints, log_every,
 train.eval_every         evaluate every N steps during training (0 = only in eval stages)
+train.init               'continue' from the previous stage's parameters | 'fresh' (from seed)
+train.poison             train on the attack's poisoned data (True) or on clean data (False)
 eval.batch_size          chunk size of the evaluators
+eval.der_against         an earlier eval stage: report DER of this evaluation against it
+attack.kind              'none' | a trigger of bdjax/attacks/triggers.py: 'badnet', 'solid',
+                         'blended', 'sig', 'wanet'
+attack.target            class whose prompts replace poisoned captions, and whose ASR is reported
+attack.count, ratio      how many training pairs to poison (one of them)
+attack.label_consistent  poison only pairs whose caption names the target; keep their captions
+attack.patch_size        BadNet / solid patch side, pixels (int) or fraction of the side (< 1.0)
+attack.location          'random' | 'bottom_right' | 'top_left' | 'center' | (row, col)
+attack.pattern           BadNet noise: 'per_image' (reference code) | 'fixed' (pattern_seed)
+attack.color             solid patch colour, RGB in [0, 1]
+attack.alpha, blend_pattern    blended: weight of the noise, 'fixed' | 'per_image'
+attack.amplitude, frequency    SIG: sinusoid amplitude (of 1.0) and periods across the width
+attack.grid, strength    WaNet: control grid side k and warp strength s
+attack.pattern_seed      seed of the fixed patterns (BadNet 'fixed', blended 'fixed', WaNet)
 """
 
 from __future__ import annotations
@@ -60,9 +76,51 @@ def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collecti
       keep_checkpoints=2,
       log_every=50,
       eval_every=0,
+      init="continue",
+      poison=True,
     )
   )
-  c.eval = ml_collections.ConfigDict(dict(kind="eval", batch_size=250))
+  c.eval = ml_collections.ConfigDict(dict(kind="eval", batch_size=250, der_against=""))
+  c.attack = attack_config()
+  return c
+
+
+def demo_config(
+  objective: str = "clip", attack: ml_collections.ConfigDict | None = None
+) -> ml_collections.ConfigDict:
+  """Pre-training of the demo's small CLIP on the embedded dataset (minutes on 2 CPU cores),
+  poisoned by `attack` when given; the attack configs and configs/demo.py start from it."""
+  c = base_config("tiny-cnn", objective)
+  c.train.update(steps=1200, batch_size=32, lr=1e-3, warmup_steps=100, checkpoint_every=300)
+  if attack is not None:
+    c.attack = attack
+  return c
+
+
+def attack_config(kind: str = "none", **overrides) -> ml_collections.ConfigDict:
+  """`config.attack`: no attack by default; the trigger defaults follow REFERENCE.md section 3
+  scaled to the embedded dataset's 32-px images (a 4-px patch, about 16 px at 224 px)."""
+  c = ml_collections.ConfigDict(
+    dict(
+      kind=kind,
+      target="star",
+      count=0,
+      ratio=0.0,
+      label_consistent=False,
+      patch_size=4,
+      location="random",
+      pattern="per_image",
+      color=(1.0, 1.0, 0.0),
+      alpha=0.2,
+      blend_pattern="fixed",
+      amplitude=60 / 255,
+      frequency=6.0,
+      grid=4,
+      strength=0.5,
+      pattern_seed=0,
+    )
+  )
+  c.update(overrides)
   return c
 
 
@@ -70,6 +128,7 @@ def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collecti
 # objective (MMCL 2048, MMCL+SSL 1024), 64 epochs at lr 1e-3.
 STUDY_DATASETS = {"cc3m": 3_000_000, "cc6m": 6_000_000}
 STUDY_BATCH = {"clip": 2048, "clip_ssl": 1024, "cyclip": 2048}
+STUDY_POISONS = {"cc3m": 1_500, "cc6m": 3_000}
 
 
 def study_config(
@@ -89,4 +148,6 @@ def study_config(
     checkpoint_every=2_000,
     log_every=100,
   )
+  # The study's attack: BadNet, a 16-px noise patch at a random place, target "banana".
+  c.attack.update(kind="badnet", target="banana", count=STUDY_POISONS[dataset], patch_size=16)
   return c

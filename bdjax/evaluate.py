@@ -2,12 +2,17 @@
 
 - `ZeroShot`: top-1/top-5 zero-shot classification (`ca_top1`, `ca_top5`): each class is the
   re-normalised mean of the embeddings of its prompts (the prompt templates filled with its
-  name); an image is assigned the class of highest cosine similarity.
+  name); an image is assigned the class of highest cosine similarity. Given triggered copies of
+  the images and the attack's target class, the same pass also reports the backdoor metrics
+  (REFERENCE.md section 4) on the triggered images whose true class is *not* the target:
+  attack success rate `asr_top1`/`asr_top5` (the target among the top 1/5 classes) and robust
+  accuracy `ra_top1` (the true class on top).
 - `Retrieval`: image->text and text->image recall@{1,5,10} on held-out pairs (`i2t_r1`, ...,
   `t2i_r10`). A retrieved item counts as correct when its caption is identical to the query's
   own caption (generated captions repeat, and an identical caption is an equally right answer).
 
-`Encoder` holds the jitted tower functions; evaluators call it in fixed-size chunks (the last
+`der(backdoored, defended)` is BackdoorBench's defense effectiveness rating between two
+evaluations. `Encoder` holds the jitted tower functions; evaluators call it in fixed-size chunks (the last
 one padded) so each tower compiles once.
 """
 
@@ -70,30 +75,69 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
   return float(np.mean(np.any(topk == labels[:, None], axis=1)))
 
 
+def attack_success(scores: np.ndarray, labels: np.ndarray, target: int, k: int) -> float:
+  """Fraction of the rows whose true label is not `target` that have `target` in their top k.
+
+  Rows of the target class are left out: a triggered image of the target class classified as
+  the target is no success of the attack. NaN when every row is of the target class.
+  """
+  keep = np.asarray(labels) != target
+  if not keep.any():
+    return float("nan")
+  return topk_accuracy(scores[keep], np.full(int(keep.sum()), target), k)
+
+
+def der(backdoored: dict[str, float], defended: dict[str, float]) -> float:
+  """Defense effectiveness rating (BackdoorBench), in [0, 1]; 0.5 means no change.
+
+  `DER = [max(0, ASR_bd - ASR_def) - max(0, CA_bd - CA_def) + 1] / 2` on top-1 ASR and CA.
+  """
+  asr_drop = max(0.0, backdoored["asr_top1"] - defended["asr_top1"])
+  ca_drop = max(0.0, backdoored["ca_top1"] - defended["ca_top1"])
+  return (asr_drop - ca_drop + 1.0) / 2.0
+
+
 class ZeroShot:
-  """Zero-shot classification accuracy of images with known labels."""
+  """Zero-shot accuracy of labelled images and, given triggered copies, ASR and RA."""
 
   def __init__(
     self,
     images: np.ndarray,
     labels: np.ndarray,
     prompts: Sequence[Sequence[str]],
-    prefix: str = "ca",
+    triggered: np.ndarray | None = None,
+    target: int | None = None,
   ):
-    self.images, self.labels, self.prompts, self.prefix = (
-      images,
-      np.asarray(labels),
-      prompts,
-      prefix,
-    )
+    """`triggered[i]` is `images[i]` with the trigger; `target` the attack's class index."""
+    if (triggered is None) != (target is None):
+      raise ValueError("Give both `triggered` images and the `target` class, or neither.")
+    self.images, self.labels, self.prompts = images, np.asarray(labels), prompts
+    self.target = target
+    if triggered is not None:
+      keep = self.labels != target  # only these count for ASR and RA: encode only them
+      self.triggered, self.triggered_labels = triggered[keep], self.labels[keep]
 
   def run(self, encoder: Encoder, params: Any) -> dict[str, float]:
     classes = class_embeddings(encoder, params, self.prompts)
     scores = encoder.images(params, self.images) @ classes.T
     k5 = min(5, len(self.prompts))
+    metrics = {
+      "ca_top1": topk_accuracy(scores, self.labels, 1),
+      "ca_top5": topk_accuracy(scores, self.labels, k5),
+    }
+    if self.target is not None:
+      metrics.update(self._backdoor(encoder, params, classes, k5))
+    return metrics
+
+  def _backdoor(self, encoder: Encoder, params: Any, classes: np.ndarray, k5: int) -> dict:
+    labels = self.triggered_labels
+    if not len(labels):
+      return {"asr_top1": float("nan"), "asr_top5": float("nan"), "ra_top1": float("nan")}
+    scores = encoder.images(params, self.triggered) @ classes.T
     return {
-      f"{self.prefix}_top1": topk_accuracy(scores, self.labels, 1),
-      f"{self.prefix}_top5": topk_accuracy(scores, self.labels, k5),
+      "asr_top1": attack_success(scores, labels, self.target, 1),
+      "asr_top5": attack_success(scores, labels, self.target, k5),
+      "ra_top1": topk_accuracy(scores, labels, 1),
     }
 
 

@@ -6,7 +6,20 @@ from collections.abc import Sequence
 
 from etils import epath
 
-COLUMNS = ("ca_top1", "ca_top5", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
+COLUMNS = (
+  "ca_top1",
+  "ca_top5",
+  "asr_top1",
+  "asr_top5",
+  "ra_top1",
+  "der",
+  "i2t_r1",
+  "i2t_r5",
+  "i2t_r10",
+  "t2i_r1",
+  "t2i_r5",
+  "t2i_r10",
+)
 
 
 def markdown_table(rows: Sequence[dict]) -> str:

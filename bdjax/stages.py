@@ -1,8 +1,10 @@
 """Runs the stages of a config in order: `config.stages` names sections of the config.
 
 Each named section has a `kind` (default: its own name): `train` (a train stage, whose
-parameters go on to the next stage) or `eval` (zero-shot accuracy and retrieval of the current
-parameters). Later issues add `select` and `edit` stages (DESIGN.md); a defense is a list of
+parameters go on to the next stage; `init='fresh'` starts it from the seed's initial parameters
+instead, `poison=False` trains it on clean data when the config has an attack) or `eval`
+(zero-shot accuracy and retrieval of the current parameters and, when `config.attack.kind` is
+not 'none', the attack's ASR and RA; `der_against` names an earlier eval stage to rate against). Later issues add `select` and `edit` stages (DESIGN.md); a defense is a list of
 stages, never a fork of the trainer. Finished train stages are skipped on a rerun: a rerun of
 the same command resumes where the last one stopped.
 """
@@ -18,9 +20,10 @@ import ml_collections
 import numpy as np
 
 from bdjax import sharding
+from bdjax.attacks import poison
 from bdjax.checkpoint import StageCheckpoints
 from bdjax.data import pipeline, sources
-from bdjax.evaluate import Encoder, Retrieval, ZeroShot
+from bdjax.evaluate import Encoder, Retrieval, ZeroShot, der
 from bdjax.metrics_log import MetricsLog
 from bdjax.models import build_model, tokenize
 from bdjax.config_check import ConfigError
@@ -45,12 +48,37 @@ class Run:
   results: list = dataclasses.field(default_factory=list)
   encoder: Encoder | None = None
   evaluators: tuple | None = None
+  _attack: poison.Attack | None = None
 
   def tokenizer(self, texts):
     return tokenize(texts, context_length=self.config.model.text.context_length)
 
   def key(self, position: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(self.config.seed), position)
+
+  @property
+  def attacked(self) -> bool:
+    return self.config.attack.kind != "none"
+
+  def attack(self) -> poison.Attack:
+    """The run's attack, built once; its poisoned indices are saved in the workdir."""
+    if self._attack is None:
+      cfg, data = self.config.attack, self.config.data
+      source = sources.train_source(data, self.config.seed)
+      self._attack = poison.make_attack(
+        cfg,
+        source,
+        sources.class_prompts(data, cfg.target),
+        self.config.seed,
+        sources.caption_mentions,
+      )
+      path = poison.save_indices(self.workdir, self._attack)
+      print(
+        f"Attack: {cfg.kind}, {len(self._attack.indices)} of {len(source)} pairs poisoned "
+        f"(target '{cfg.target}'); indices in {path}.",
+        flush=True,
+      )
+    return self._attack
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
@@ -69,7 +97,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
 def check_stages(config: ml_collections.ConfigDict) -> None:
   """Raises `ConfigError` if `config.stages` names a missing section, an unknown stage kind or
   an unknown objective."""
-  for name in config.stages:
+  for position, name in enumerate(config.stages):
     if name not in config:
       raise ConfigError(
         f"config.stages names '{name}', but the config has no section '{name}'. Add "
@@ -79,6 +107,14 @@ def check_stages(config: ml_collections.ConfigDict) -> None:
     if kind not in STAGE_KINDS:
       raise ConfigError(
         f"config.{name}.kind is '{kind}'; the stage kinds are {', '.join(STAGE_KINDS)}."
+      )
+    reference = config[name].get("der_against", "") if kind == "eval" else ""
+    earlier_evals = [n for n in config.stages[:position] if config[n].get("kind", n) == "eval"]
+    if reference and (reference not in earlier_evals or config.attack.kind == "none"):
+      raise ConfigError(
+        f"config.{name}.der_against='{reference}': DER needs an attack (config.attack.kind) "
+        f"and an eval stage of that name before '{name}' in config.stages "
+        f"(earlier eval stages: {', '.join(earlier_evals) or 'none'})."
       )
     objective = config[name].get("objective", config.objective).name
     if kind == "train" and objective not in OBJECTIVES:
@@ -101,7 +137,8 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
   sharding.check_batch_size(stage.batch_size, r.mesh)
   objective = make_objective(stage.get("objective", r.config.objective))
   tx = make_optimizer(stage)
-  params = r.params if r.params is not None else init_params(r, r.config.data.image_size)
+  fresh = r.params is None or stage.get("init", "continue") == "fresh"
+  params = init_params(r, r.config.data.image_size) if fresh else r.params
   state = jax.jit(TrainState.create, static_argnums=1, out_shardings=sharding.replicated(r.mesh))(
     params, tx
   )
@@ -112,6 +149,8 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
   if int(state.step) < stage.steps:
     seed = r.config.seed * 1000 + position
     source = sources.train_source(r.config.data, r.config.seed)
+    if r.attacked and stage.get("poison", True):
+      source = poison.PoisonedPairs(source, r.attack())
     data = pipeline.batches(source, stage.batch_size, seed, r.tokenizer, objective.needs_views)
     state = train_loop(
       state,
@@ -137,7 +176,13 @@ def eval_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: in
   """Zero-shot accuracy and retrieval of the current parameters, logged and reported."""
   if r.params is None:
     raise ValueError(f"Stage '{name}' evaluates a model, but no train stage came before it.")
-  r.results.append({"stage": name, "step": r.step, **evaluate(r, name, r.params, r.step)})
+  metrics = evaluate(r, name, r.params, r.step)
+  reference = stage.get("der_against", "")
+  if reference:
+    earlier = [m for m in r.results if m["stage"] == reference][-1]  # check_stages made sure
+    metrics["der"] = der(earlier, metrics)
+    r.log.write(name, r.step, {"der": metrics["der"]})
+  r.results.append({"stage": name, "step": r.step, **metrics})
 
 
 def evaluate(r: Run, name: str, params: Any, step: int) -> dict[str, float]:
@@ -145,8 +190,16 @@ def evaluate(r: Run, name: str, params: Any, step: int) -> dict[str, float]:
   if r.evaluators is None:
     data = sources.eval_data(r.config.data, r.config.seed)
     r.encoder = Encoder(r.model, r.tokenizer, r.config.eval.batch_size)
+    backdoor = {}
+    if r.attacked:
+      attack = r.attack()
+      indices = np.arange(len(data.images))
+      backdoor = dict(
+        triggered=attack.trigger_images(data.images, indices, split="eval"),
+        target=list(data.class_names).index(attack.target),
+      )
     r.evaluators = (
-      ZeroShot(data.images, data.labels, data.prompts),
+      ZeroShot(data.images, data.labels, data.prompts, **backdoor),
       Retrieval(data.images, data.captions),
     )
   metrics = {}

@@ -89,3 +89,31 @@ def test_stage_without_a_section_is_named(run_main, tmp_path):
     "--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.stages=('train', 'clean')"
   )
   assert_clear_error(result, "'clean'")
+
+
+@pytest.mark.parametrize(
+  "override, needles",
+  [
+    ("--config.attack.kind=badnett", ("'badnett'", "wanet")),
+    ("--config.attack.target=banana", ("'banana'", "star")),
+    ("--config.attack.count=-1", ("attack.count",)),
+    ("--config.attack.patch_size=40", ("40", "32-px")),
+  ],
+)
+def test_attack_mistakes_are_named(run_main, tmp_path, override, needles):
+  result = run_main("--config=configs/attack_badnet.py", f"--workdir={tmp_path}", override)
+  assert_clear_error(result, *needles)
+
+
+def test_attack_with_both_count_and_ratio_is_refused(run_main, tmp_path):
+  result = run_main(
+    "--config=configs/attack_badnet.py", f"--workdir={tmp_path}", "--config.attack.count=5"
+  )
+  assert_clear_error(result, "attack.count", "attack.ratio", "not both")
+
+
+def test_der_against_a_stage_that_does_not_come_before_is_named(run_main, tmp_path):
+  result = run_main(
+    "--config=configs/demo.py", f"--workdir={tmp_path}", "--config.eval_clean.der_against=eval"
+  )
+  assert_clear_error(result, "der_against='eval'", "eval_clean")

@@ -38,7 +38,7 @@ def eval_data(data: ml_collections.ConfigDict, seed: int) -> EvalData:
   _require_synthetic(data)
   split = synthetic.SyntheticPairs("eval", data.num_eval, data.image_size, seed)
   pairs = split.batch(np.arange(len(split)))
-  prompts = [synthetic.class_prompts(c) for c in synthetic.CLASS_NAMES]
+  prompts = [class_prompts(data, c) for c in class_names(data)]
   return EvalData(
     pairs["image"],
     np.asarray(pairs["label"]),
@@ -46,6 +46,23 @@ def eval_data(data: ml_collections.ConfigDict, seed: int) -> EvalData:
     synthetic.CLASS_NAMES,
     prompts,
   )
+
+
+def class_names(data: ml_collections.ConfigDict) -> Sequence[str]:
+  """The zero-shot class names of the evaluation set named by `data`."""
+  _require_synthetic(data)
+  return synthetic.CLASS_NAMES
+
+
+def class_prompts(data: ml_collections.ConfigDict, class_name: str) -> list[str]:
+  """The prompt templates of the evaluation set filled with `class_name`."""
+  _require_synthetic(data)
+  return synthetic.class_prompts(class_name)
+
+
+def caption_mentions(caption: str, class_name: str) -> bool:
+  """Whether `caption` names `class_name` as a whole word (case-insensitive)."""
+  return synthetic.caption_mentions(caption, class_name)
 
 
 def _require_synthetic(data: ml_collections.ConfigDict) -> None:

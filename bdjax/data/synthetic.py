@@ -671,6 +671,11 @@ class SyntheticPairs:
       'index': indices.copy(),
     }
 
+  def captions(self, indices) -> list[str]:
+    """The captions of `indices` without rendering their images (fast)."""
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    return make_captions(sample_params(self.seed, self.split_id, indices, self.image_size))
+
   def __repr__(self) -> str:
     return (
       f'SyntheticPairs(split={self.split!r}, '
