@@ -108,6 +108,9 @@ def check_stages(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(
         f"config.{name}.kind is '{kind}'; the stage kinds are {', '.join(STAGE_KINDS)}."
       )
+    init = config[name].get("init", "continue")
+    if kind == "train" and init not in ("continue", "fresh"):
+      raise ConfigError(f"config.{name}.init is '{init}'; use 'continue' or 'fresh'.")
     reference = config[name].get("der_against", "") if kind == "eval" else ""
     earlier_evals = [n for n in config.stages[:position] if config[n].get("kind", n) == "eval"]
     if reference and (reference not in earlier_evals or config.attack.kind == "none"):
@@ -139,6 +142,7 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
   tx = make_optimizer(stage)
   fresh = r.params is None or stage.get("init", "continue") == "fresh"
   params = init_params(r, r.config.data.image_size) if fresh else r.params
+  start = 0 if fresh else r.step  # the step count of the model this stage starts from
   state = jax.jit(TrainState.create, static_argnums=1, out_shardings=sharding.replicated(r.mesh))(
     params, tx
   )
@@ -166,10 +170,10 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
       desc=name,
       on_log=lambda step, m: r.log.write(name, step, m, echo=False),
       eval_every=stage.get("eval_every", 0),
-      on_eval=lambda step, params: evaluate(r, f"{name}/eval", params, r.step + step),
+      on_eval=lambda step, params: evaluate(r, f"{name}/eval", params, start + step),
     )
   checkpoints.close()
-  r.params, r.step = state.params, r.step + int(state.step)
+  r.params, r.step = state.params, start + int(state.step)
 
 
 def eval_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: int) -> None:

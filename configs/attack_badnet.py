@@ -1,4 +1,5 @@
-"""BadNet: a 4-px random-noise patch at a random place (16 px at 224 px, as in the study).
+"""BadNet: an 8-px random-noise patch (a new draw per image, as in the reference code) at a
+random place.
 
     python -m bdjax.main --config=configs/attack_badnet.py --workdir=workdir/attack_badnet
 

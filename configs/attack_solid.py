@@ -1,4 +1,4 @@
-"""Solid patch: a 4-px yellow square at a random place (CleanCLIP's 'yellow' trigger).
+"""Solid patch: an 8-px yellow square at a random place (CleanCLIP's 'yellow' trigger).
 
     python -m bdjax.main --config=configs/attack_solid.py --workdir=workdir/attack_solid
 
