@@ -12,8 +12,8 @@
   own caption (generated captions repeat, and an identical caption is an equally right answer).
 
 `der(backdoored, defended)` is BackdoorBench's defense effectiveness rating between two
-evaluations. `Encoder` holds the jitted tower functions; evaluators call it in fixed-size chunks (the last
-one padded) so each tower compiles once.
+evaluations. `Encoder` holds the jitted tower functions; evaluators call it in fixed-size
+chunks (the last one padded) so each tower compiles once.
 """
 
 from __future__ import annotations

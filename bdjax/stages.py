@@ -4,7 +4,8 @@ Each named section has a `kind` (default: its own name): `train` (a train stage,
 parameters go on to the next stage; `init='fresh'` starts it from the seed's initial parameters
 instead, `poison=False` trains it on clean data when the config has an attack) or `eval`
 (zero-shot accuracy and retrieval of the current parameters and, when `config.attack.kind` is
-not 'none', the attack's ASR and RA; `der_against` names an earlier eval stage to rate against). Later issues add `select` and `edit` stages (DESIGN.md); a defense is a list of
+not 'none', the attack's ASR and RA; `der_against` names an earlier eval stage to rate
+against). Later issues add `select` and `edit` stages (DESIGN.md); a defense is a list of
 stages, never a fork of the trainer. Finished train stages are skipped on a rerun: a rerun of
 the same command resumes where the last one stopped.
 """

@@ -1,1 +1,1 @@
-"""Attacks: image triggers (triggers.py) and which pairs they poison, with which captions (poison.py)."""
+"""Attacks: image triggers (triggers.py); which pairs they poison, and how (poison.py)."""

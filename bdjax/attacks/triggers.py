@@ -6,13 +6,19 @@ and the result is clipped back to that range (and rounded, for integer images). 
 vmaps a trigger over a batch with one key per image; `make_trigger(cfg)` builds one from
 `config.attack`.
 
-| trigger | maths (x in [0, 1]) | randomness |
-|---|---|---|
-| `badnet_patch` | a `p x p` patch replaced by `clip(mean_c(x) + N(0, 1))` (`pattern='per_image'`, the reference code) or by one fixed `U[0, 1]` pattern from `pattern_seed` (`'fixed'`, classic BadNet) | location (`'random'`) and per-image noise from `key` |
-| `solid_patch` | a `p x p` patch of one colour (CleanCLIP's "yellow") | location from `key` |
-| `blend` | `(1 - alpha) x + alpha n`, `n ~ U[0, 1]` over the whole image: one fixed `n` from `pattern_seed` (`'fixed'`, Chen et al.) or a new `n` per image (`'per_image'`, the reference code) | `n` from `key` when per image |
-| `sig` | `x + A sin(2 pi f j / W)` at column `j` (horizontal sinusoid, A = 60/255, f = 6) | none |
-| `wanet` | `x` resampled (bilinear) at `clip(g + s * up(F) / H, -1, 1)`, `g` the identity grid in [-1, 1], `F` a `k x k x 2` field `U[-1, 1]` normalised by its mean magnitude, `up` bicubic upsampling | the field from `pattern_seed` |
+Triggers, with `x` the image in [0, 1]:
+
+- `badnet_patch`: a `p x p` patch replaced by `clip(mean_c(x) + N(0, 1))`, drawn from `key`
+  for every image (`pattern='per_image'`, the reference code), or by one `U[0, 1]` pattern
+  from `pattern_seed` (`'fixed'`, classic BadNet); a `'random'` location comes from `key`.
+- `solid_patch`: a `p x p` patch of one colour (CleanCLIP's "yellow" is (1, 1, 0)).
+- `blend`: `(1 - alpha) x + alpha n` over the whole image, `n ~ U[0, 1]`: one fixed `n` from
+  `pattern_seed` (`'fixed'`, Chen et al. 2017) or a new `n` per image from `key`
+  (`'per_image'`, the reference code).
+- `sig`: `x + A sin(2 pi f j / W)` at column `j` (horizontal sinusoid; A = 60/255, f = 6).
+- `wanet`: `x` resampled (bilinear, align-corners) at `clip(g + s up(F) / H, -1, 1)`: `g` the
+  identity grid in [-1, 1], `F` a `k x k x 2` field `U[-1, 1]` from `pattern_seed` divided by
+  its mean magnitude, `up` bicubic upsampling to `H x W` (Nguyen & Tran 2021: k = 4, s = 0.5).
 
 Patch sizes are pixels (an int) or a fraction of the shorter side (a float below 1).
 Locations: `'random'` (uniform over every position where the patch fits), `'bottom_right'`,

@@ -1,4 +1,4 @@
-"""The input pipeline: global batches of (image, tokens, index, is_poisoned) as a grain `MapDataset`.
+"""The input pipeline: global batches (image, tokens, index, is_poisoned) as a grain `MapDataset`.
 
 The batch of step `t` is `batches(...)[t]`: a pure function of (source, seed, batch size, t).
 Each epoch is a fresh seeded permutation of the source (grain's `shuffle` followed by `repeat`
@@ -6,9 +6,10 @@ reshuffles per epoch), so a run resumed at step `t` sees exactly the batches an 
 run would, with no iterator state to save.
 
 `is_poisoned` is the source's flag (a `bdjax.attacks.poison.PoisonedPairs` sets it), False for
-a clean source. Captions are tokenised here by a tokenizer passed in by the caller (data never imports models).
-For SSL objectives every batch also carries `view_tokens`, the tokens of an augmented caption
-drawn from a generator seeded by (seed, t); the image views are drawn on the device.
+a clean source. Captions are tokenised here by a tokenizer passed in by the caller (data never
+imports models). For SSL objectives every batch also carries `view_tokens`, the tokens of an
+augmented caption drawn from a generator seeded by (seed, t); the image views are drawn on the
+device.
 """
 
 from __future__ import annotations
