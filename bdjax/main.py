@@ -58,6 +58,8 @@ def main(argv: list[str]) -> None:
     stages.run(config, str(workdir))
   except NonFiniteLossError as e:
     _fail(str(e), status=1)
+  except config_check.ConfigError as e:  # found once the data is read (e.g. too few pairs)
+    _fail(str(e))
 
 
 if __name__ == "__main__":

@@ -66,13 +66,13 @@ class Run:
     if self._attack is None:
       cfg, data = self.config.attack, self.config.data
       source = sources.train_source(data, self.config.seed)
-      self._attack = poison.make_attack(
-        cfg,
-        source,
-        sources.class_prompts(data, cfg.target),
-        self.config.seed,
-        sources.caption_mentions,
-      )
+      prompts = sources.class_prompts(data, cfg.target)
+      try:
+        self._attack = poison.make_attack(
+          cfg, source, prompts, self.config.seed, sources.caption_mentions
+        )
+      except ValueError as e:  # e.g. more label-consistent poisons than target pairs
+        raise ConfigError(f"config.attack: {e} Lower attack.count or attack.ratio.") from None
       path = poison.save_indices(self.workdir, self._attack)
       print(
         f"Attack: {cfg.kind}, {len(self._attack.indices)} of {len(source)} pairs poisoned "

@@ -117,3 +117,14 @@ def test_der_against_a_stage_that_does_not_come_before_is_named(run_main, tmp_pa
     "--config=configs/demo.py", f"--workdir={tmp_path}", "--config.eval_clean.der_against=eval"
   )
   assert_clear_error(result, "der_against='eval'", "eval_clean")
+
+
+def test_more_label_consistent_poisons_than_target_pairs_is_a_clear_error(run_main, tmp_path):
+  result = run_main(
+    "--config=configs/tiny.py",
+    f"--workdir={tmp_path}",
+    "--config.attack.kind=badnet",
+    "--config.attack.label_consistent=True",
+    "--config.attack.count=400",
+  )
+  assert_clear_error(result, "Cannot poison 400 pairs", "eligible", "attack.count")
