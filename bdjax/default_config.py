@@ -13,6 +13,18 @@ train.grad_clip_norm (0 = off), checkpoint_every, keep_checkpoints, log_every,
 train.eval_every         evaluate every N steps during training (0 = only in eval stages)
 train.init               'continue' from the previous stage's parameters | 'fresh' (from seed)
 train.poison             train on the attack's poisoned data (True) or on clean data (False)
+train.start_from         start from the output of this earlier stage instead of the previous one
+train.num_pairs          train on a fixed seeded subset of this many pairs (0 = all): the
+                         defender's clean set when poison=False
+train.pairs              train only on the pairs a select stage of this name kept
+train.loss.kind          'mean' | 'lga' (gamma) | 'weighted' (weight_set pairs get `weight`,
+                         the others +1): defenses/pieces/losses.py
+train.ascend             gradient ascent (optax transform before the base optimiser)
+train.trainable          regex of the leaf paths that train ('' = all of `params/`)
+train.rows_from          only the token-table rows in this select stage's set are updated
+train.clamp              regex of leaves clamped to [0, 1] after each update (masks)
+train.distill            NAD: teacher (a stage), blocks of the image tower, betas
+train.stop_below         end the stage once eval metric < value (needs eval_every)
 eval.batch_size          chunk size of the evaluators
 eval.der_against         an earlier eval stage: report DER of this evaluation against it
 attack.kind              'none' | a trigger of bdjax/attacks/triggers.py: 'badnet', 'solid',
@@ -28,6 +40,8 @@ attack.alpha, blend_pattern    blended: weight of the noise, 'fixed' | 'per_imag
 attack.amplitude, frequency    SIG: sinusoid amplitude (of 1.0) and periods across the width
 attack.grid, strength    WaNet: control grid side k and warp strength s
 attack.pattern_seed      seed of the fixed patterns (BadNet 'fixed', blended 'fixed', WaNet)
+sweep.key, choices       run the stages from STAGE of `key` (STAGE.OPTION) once per choice and
+                         choose the highest-CA point with asr_top1 < sweep.max_asr (stages.py)
 """
 
 from __future__ import annotations
@@ -37,6 +51,20 @@ import math
 import ml_collections
 
 from bdjax.models import model_config
+
+
+def parse_arg(arg: str | None, **defaults: str) -> dict[str, str]:
+  """`configs/NAME.py:ARG` with ARG = `key=value,...` (a bare first value sets the first key),
+  over `defaults`; an unknown key raises ValueError naming the known ones."""
+  opts = dict(defaults)
+  for i, part in enumerate(p for p in (arg or "").split(",") if p):
+    key, sep, value = part.partition("=")
+    if not sep and i == 0:
+      key, value = next(iter(defaults)), part
+    if key not in defaults:
+      raise ValueError(f"Unknown config argument '{key}'; the arguments are {', '.join(defaults)}.")
+    opts[key] = value
+  return opts
 
 
 def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collections.ConfigDict:
@@ -78,10 +106,21 @@ def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collecti
       eval_every=0,
       init="continue",
       poison=True,
+      start_from="",
+      num_pairs=0,
+      pairs="",
+      loss=ml_collections.ConfigDict(dict(kind="mean", gamma=0.5, weight_set="", weight=-1.0)),
+      ascend=False,
+      trainable="",
+      rows_from="",
+      clamp="",
+      distill=ml_collections.ConfigDict(dict(teacher="", blocks=(), betas=())),
+      stop_below=ml_collections.ConfigDict(dict(metric="", value=0.0)),
     )
   )
   c.eval = ml_collections.ConfigDict(dict(kind="eval", batch_size=250, der_against=""))
   c.attack = attack_config()
+  c.sweep = ml_collections.ConfigDict(dict(key="", choices=(), max_asr=0.05))
   return c
 
 
@@ -97,6 +136,31 @@ def demo_config(
   if attack is not None:
     c.attack = attack
   return c
+
+
+def train_stage(c: ml_collections.ConfigDict, **overrides) -> ml_collections.ConfigDict:
+  """A train stage section: `c.train` (every option at its default) with `overrides`; nested
+  sections (`loss`, `distill`, `stop_below`) take dicts."""
+  stage = c.train.copy_and_resolve_references()
+  for key, value in overrides.items():
+    if isinstance(value, dict):
+      stage[key].update(value)
+    else:
+      stage[key] = value
+  return stage
+
+
+def select_stage(**options) -> ml_collections.ConfigDict:
+  """A select stage section (bdjax/defense_stages.py): score, keep, count or ratio, ..."""
+  c = dict(kind="select", score="loss", keep="lowest", count=0, ratio=0.0, poison=True)
+  c.update(batch_size=64, against="", of="")
+  c.update(options)
+  return ml_collections.ConfigDict(c)
+
+
+def edit_stage(op: str, **options) -> ml_collections.ConfigDict:
+  """An edit stage section (bdjax/defense_stages.py) doing `op` with `options`."""
+  return ml_collections.ConfigDict(dict(kind="edit", op=op, **options))
 
 
 def attack_config(kind: str = "none", **overrides) -> ml_collections.ConfigDict:

@@ -53,9 +53,11 @@ __all__ = [
   "clip_loss",
   "clip_loss_per_pair",
   "cyclip_loss",
+  "cyclip_loss_per_pair",
   "inmodal_loss",
   "inmodal_loss_per_pair",
   "siglip_loss",
+  "siglip_loss_per_pair",
 ]
 
 _PRECISION = jax.lax.Precision.HIGHEST
@@ -217,6 +219,34 @@ def inmodal_loss(
   return jnp.mean(inmodal_loss_per_pair(image_emb, aug_image_emb, text_emb, aug_text_emb, scale))
 
 
+def cyclip_loss_per_pair(
+  image_emb: chex.Array,
+  text_emb: chex.Array,
+  scale: chex.Numeric,
+  lambda_inmodal: chex.Numeric = 0.25,
+  lambda_crossmodal: chex.Numeric = 0.25,
+) -> chex.Array:
+  r"""Per-pair CyCLIP loss: row ``i`` of each term, so that ``mean_i l_i == cyclip_loss``.
+
+  ::
+
+    l_i = clip_i + l_in * sum_j (I_i.I_j - T_i.T_j)^2 + l_cross * sum_j (I_i.T_j - T_i.I_j)^2
+
+  Args and dtype as `cyclip_loss`. Returns ``[N]`` per-pair losses.
+  """
+  _check_embeddings(image_emb, text_emb)
+  dtype = _compute_dtype(image_emb, text_emb)
+  lambda_inmodal = _as_scalar(lambda_inmodal, dtype)
+  lambda_crossmodal = _as_scalar(lambda_crossmodal, dtype)
+  contrastive = clip_loss_per_pair(image_emb, text_emb, scale)
+  i = image_emb.astype(dtype)
+  t = text_emb.astype(dtype)
+  image_text = _sim(i, t)
+  c_in = jnp.sum(jnp.square(_sim(i, i) - _sim(t, t)), axis=1)
+  c_cross = jnp.sum(jnp.square(image_text - image_text.T), axis=1)
+  return contrastive + lambda_inmodal * c_in + lambda_crossmodal * c_cross
+
+
 def cyclip_loss(
   image_emb: chex.Array,
   text_emb: chex.Array,
@@ -237,6 +267,7 @@ def cyclip_loss(
   likewise for the cross term; dividing by ``s^2`` makes that the same value
   as the cosine form used here (so the regularisers do not depend on ``s``
   and carry no gradient to it). Both terms vanish when ``I == T``.
+  Equals ``mean(cyclip_loss_per_pair(...))``.
 
   Args:
     image_emb: ``[N, D]`` L2-normalised image embeddings (global batch).
@@ -248,18 +279,29 @@ def cyclip_loss(
   Returns:
     Scalar loss, float32 (or wider).
   """
+  return jnp.mean(
+    cyclip_loss_per_pair(image_emb, text_emb, scale, lambda_inmodal, lambda_crossmodal)
+  )
+
+
+def siglip_loss_per_pair(
+  image_emb: chex.Array,
+  text_emb: chex.Array,
+  scale: chex.Numeric,
+  bias: chex.Numeric,
+) -> chex.Array:
+  r"""Per-image SigLIP loss, ``l_i = sum_j -log sigmoid(z_ij (s I_i . T_j + b))``.
+
+  ``mean_i l_i == siglip_loss``. Args as `siglip_loss`; returns ``[N]``.
+  """
   _check_embeddings(image_emb, text_emb)
   dtype = _compute_dtype(image_emb, text_emb)
-  lambda_inmodal = _as_scalar(lambda_inmodal, dtype)
-  lambda_crossmodal = _as_scalar(lambda_crossmodal, dtype)
-  contrastive = clip_loss(image_emb, text_emb, scale)
-  i = image_emb.astype(dtype)
-  t = text_emb.astype(dtype)
-  n = i.shape[0]
-  image_text = _sim(i, t)
-  c_in = jnp.sum(jnp.square(_sim(i, i) - _sim(t, t))) / n
-  c_cross = jnp.sum(jnp.square(image_text - image_text.T)) / n
-  return contrastive + lambda_inmodal * c_in + lambda_crossmodal * c_cross
+  scale = _as_scalar(scale, dtype)
+  bias = _as_scalar(bias, dtype)
+  n = image_emb.shape[0]
+  logits = scale * _sim(image_emb.astype(dtype), text_emb.astype(dtype)) + bias
+  signs = 2.0 * jnp.eye(n, dtype=dtype) - 1.0
+  return -jnp.sum(jax.nn.log_sigmoid(signs * logits), axis=1)
 
 
 def siglip_loss(
@@ -278,7 +320,7 @@ def siglip_loss(
   i.e. a mean over images of the sum over all captions, so the ``N^2`` binary
   terms are divided by ``N`` (not ``N^2``). The paper initialises
   ``s = 10`` (``logit_scale = log 10``) and ``b = -10``. Symmetric in
-  ``(image_emb, text_emb)``.
+  ``(image_emb, text_emb)``. Equals ``mean(siglip_loss_per_pair(...))``.
 
   Args:
     image_emb: ``[N, D]`` L2-normalised image embeddings (global batch).
@@ -289,11 +331,4 @@ def siglip_loss(
   Returns:
     Scalar loss, float32 (or wider).
   """
-  _check_embeddings(image_emb, text_emb)
-  dtype = _compute_dtype(image_emb, text_emb)
-  scale = _as_scalar(scale, dtype)
-  bias = _as_scalar(bias, dtype)
-  n = image_emb.shape[0]
-  logits = scale * _sim(image_emb.astype(dtype), text_emb.astype(dtype)) + bias
-  signs = 2.0 * jnp.eye(n, dtype=dtype) - 1.0
-  return -jnp.sum(jax.nn.log_sigmoid(signs * logits)) / n
+  return jnp.mean(siglip_loss_per_pair(image_emb, text_emb, scale, bias))

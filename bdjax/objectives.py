@@ -1,12 +1,16 @@
 """Objectives of a run, chosen by `config.objective.name`, on the model's outputs.
 
 An objective maps the CLIP model's outputs on the batch (and, for SSL objectives, on a second
-augmented view of every image and caption) to a scalar loss and a dict of named terms:
+augmented view of every image and caption) to per-pair losses `l` of shape [B], whose mean is
+the objective's loss, and a dict of named scalar terms:
 
 - `clip`:     MMCL, symmetric InfoNCE over the global batch;
 - `clip_ssl`: `clip_weight * MMCL + inmodal_weight * inmodal` (CleanCLIP's loss);
 - `cyclip`:   MMCL + CyCLIP's in-modal and cross-modal consistency regularisers;
 - `siglip`:   pairwise sigmoid loss with a learned bias (the model must have `logit_bias_init`).
+
+Per-pair losses let a stage reduce them in other ways than the mean (defenses/pieces/losses.py:
+LGA, per-pair weights, ascent); `l_i` still depends on the whole batch through its negatives.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from bdjax import losses
@@ -25,7 +30,8 @@ NAMES = ("clip", "clip_ssl", "cyclip", "siglip")
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-  """`fn(outputs, view_outputs) -> (loss, terms)`; `needs_views`: it wants `view_outputs`."""
+  """`fn(outputs, view_outputs) -> (per_pair [B], terms)`; `needs_views`: it wants
+  `view_outputs` (the model's outputs on augmented views of the batch)."""
 
   name: str
   fn: Callable[[Outputs, Outputs | None], tuple[jax.Array, dict[str, jax.Array]]]
@@ -38,37 +44,37 @@ def make_objective(cfg: ml_collections.ConfigDict) -> Objective:
   if name == "clip":
 
     def fn(out, _):
-      loss = losses.clip_loss(out["image_emb"], out["text_emb"], out["scale"])
-      return loss, {"clip": loss}
+      per_pair = losses.clip_loss_per_pair(out["image_emb"], out["text_emb"], out["scale"])
+      return per_pair, {"clip": jnp.mean(per_pair)}
 
     return Objective(name, fn)
   if name == "clip_ssl":
 
     def fn(out, views):
-      mmcl = losses.clip_loss(out["image_emb"], out["text_emb"], out["scale"])
-      inmodal = losses.inmodal_loss(
+      mmcl = losses.clip_loss_per_pair(out["image_emb"], out["text_emb"], out["scale"])
+      inmodal = losses.inmodal_loss_per_pair(
         out["image_emb"], views["image_emb"], out["text_emb"], views["text_emb"], out["scale"]
       )
-      return cfg.clip_weight * mmcl + cfg.inmodal_weight * inmodal, {
-        "clip": mmcl,
-        "inmodal": inmodal,
-      }
+      per_pair = cfg.clip_weight * mmcl + cfg.inmodal_weight * inmodal
+      return per_pair, {"clip": jnp.mean(mmcl), "inmodal": jnp.mean(inmodal)}
 
     return Objective(name, fn, needs_views=True)
   if name == "cyclip":
 
     def fn(out, _):
-      loss = losses.cyclip_loss(
+      per_pair = losses.cyclip_loss_per_pair(
         out["image_emb"], out["text_emb"], out["scale"], cfg.lambda_inmodal, cfg.lambda_crossmodal
       )
-      return loss, {"cyclip": loss}
+      return per_pair, {"cyclip": jnp.mean(per_pair)}
 
     return Objective(name, fn)
   if name == "siglip":
 
     def fn(out, _):
-      loss = losses.siglip_loss(out["image_emb"], out["text_emb"], out["scale"], out["bias"])
-      return loss, {"siglip": loss}
+      per_pair = losses.siglip_loss_per_pair(
+        out["image_emb"], out["text_emb"], out["scale"], out["bias"]
+      )
+      return per_pair, {"siglip": jnp.mean(per_pair)}
 
     return Objective(name, fn)
   raise ValueError(f"Unknown objective '{name}'; choose one of {', '.join(NAMES)}.")

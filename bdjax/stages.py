@@ -1,13 +1,23 @@
 """Runs the stages of a config in order: `config.stages` names sections of the config.
 
-Each named section has a `kind` (default: its own name): `train` (a train stage, whose
-parameters go on to the next stage; `init='fresh'` starts it from the seed's initial parameters
-instead, `poison=False` trains it on clean data when the config has an attack) or `eval`
-(zero-shot accuracy and retrieval of the current parameters and, when `config.attack.kind` is
-not 'none', the attack's ASR and RA; `der_against` names an earlier eval stage to rate
-against). Later issues add `select` and `edit` stages (DESIGN.md); a defense is a list of
-stages, never a fork of the trainer. Finished train stages are skipped on a rerun: a rerun of
-the same command resumes where the last one stopped.
+Each named section has a `kind` (default: its own name):
+
+- `train`: trains the current parameters, which go on to the next stage. `init='fresh'` starts
+  from the seed's initial parameters, `start_from` from the output of an earlier stage;
+  `poison=False` trains on clean data when the config has an attack; `num_pairs` / `pairs` train
+  on a seeded subset or on a select stage's set; a defense changes the loss (`loss`,
+  `distill`) and the optimiser (`ascend`, `trainable`, `rows_from`, `clamp`) and may end the
+  stage early (`stop_below`). See default_config.py for every option.
+- `eval`: zero-shot accuracy and retrieval of the current parameters and, when
+  `config.attack.kind` is not 'none', the attack's ASR and RA; `der_against` names an earlier
+  eval stage to rate against.
+- `select` and `edit` (bdjax/defense_stages.py): keep a set of pairs or token rows, change
+  parameters directly.
+- `load`: the parameters of another run (`workdir`), e.g. a poisoned model to defend.
+
+A defense is a list of these stages, never a fork of the trainer. Every stage's output is kept
+under its name (`start_from`, `prune.target`, ...). Finished train stages are skipped on a
+rerun: a rerun of the same command resumes where the last one stopped.
 """
 
 from __future__ import annotations
@@ -19,20 +29,26 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+import optax
 
 from bdjax import sharding
 from bdjax.attacks import poison
-from bdjax.checkpoint import StageCheckpoints
-from bdjax.data import pipeline, sources
+from bdjax.checkpoint import StageCheckpoints, latest_checkpoint, load_params
+from bdjax.config_check import ConfigError, unknown_key
+from bdjax.data import pipeline, sources, subsets
+from bdjax.defense_stages import check_defense_stage, edit_stage, select_stage
+from bdjax.defenses.pieces import transforms
+from bdjax.defenses.pieces.losses import KINDS as REDUCTIONS
+from bdjax.defenses.pieces.losses import distillation_term, make_reduction, sown
+from bdjax.defenses.pieces.masks import model_variables
 from bdjax.evaluate import Encoder, Retrieval, ZeroShot, der
 from bdjax.metrics_log import MetricsLog
 from bdjax.models import build_model, tokenize
-from bdjax.config_check import ConfigError
 from bdjax.objectives import NAMES as OBJECTIVES
 from bdjax.objectives import make_objective
 from bdjax.optimizer import make_optimizer
 from bdjax.report import write_report
-from bdjax.train import TrainState, make_train_step, train_loop
+from bdjax.train import LossWrap, TrainState, make_train_step, train_loop
 
 
 @dataclasses.dataclass
@@ -47,6 +63,8 @@ class Run:
   params: Any = None
   step: int = 0
   results: list = dataclasses.field(default_factory=list)
+  outputs: dict = dataclasses.field(default_factory=dict)  # stage name -> (params, step)
+  sets: dict = dataclasses.field(default_factory=dict)  # select stage name -> indices
   encoder: Encoder | None = None
   evaluators: tuple | None = None
   _attack: poison.Attack | None = None
@@ -56,6 +74,15 @@ class Run:
 
   def key(self, position: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(self.config.seed), position)
+
+  def init_params(self, position: int = 0) -> Any:
+    """Fresh parameters from `config.seed` (and `position`; 0 gives the run's initial ones),
+    replicated over the mesh."""
+    size = self.config.data.image_size
+    images = np.zeros((1, size, size, 3), np.float32)
+    tokens = np.zeros((1, self.config.model.text.context_length), np.int32)
+    init = jax.jit(self.model.init, out_shardings=sharding.replicated(self.mesh))
+    return init(self.key(position), images, tokens)
 
   @property
   def attacked(self) -> bool:
@@ -83,83 +110,278 @@ class Run:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  """Runs every stage of `config` in `workdir`; returns the evaluation results."""
+  """Runs every stage of `config` in `workdir`; returns the evaluation results.
+
+  With `config.sweep.choices`, the stages from the one `config.sweep.key` names onwards run once
+  per value in `WORKDIR/KEY=VALUE/` (the stages before it run once and are shared), and the
+  point with the highest `ca_top1` among those with `asr_top1 < sweep.max_asr` is chosen.
+  """
   r = Run(config, workdir, build_model(config.model), sharding.data_mesh(), MetricsLog(workdir))
-  for position, name in enumerate(config.stages):
-    stage = config[name]
+  names = list(config.stages)
+  sweep = config.get("sweep", None)
+  if not (sweep and sweep.get("choices", ())):
+    _run_stages(r, names, 0)
+    if r.results:
+      print(write_report(workdir, config.get("name", "bdjax run"), r.results))
+    return r.results
+  first = names.index(sweep.key.split(".")[0])
+  _run_stages(r, names[:first], 0)
+  points = []
+  for value in sweep.choices:
+    point = _sweep_point(r, sweep.key, value)
+    _run_stages(point, names[first:], first)
+    points.append((value, point))
+  return _choose(r, sweep, points)
+
+
+def _run_stages(r: Run, names: list[str], offset: int) -> None:
+  total = len(r.config.stages)
+  for position, name in enumerate(names, start=offset):
+    stage = r.config[name]
     kind = stage.get("kind", name)
-    print(f"Stage {position + 1}/{len(config.stages)}: {name} ({kind})", flush=True)
+    print(f"Stage {position + 1}/{total}: {name} ({kind})", flush=True)
     STAGE_KINDS[kind](r, name, stage, position)
-  if r.results:
-    print(write_report(workdir, config.get("name", "bdjax run"), r.results))
+    r.outputs[name] = (r.params, r.step)
+
+
+def _sweep_point(r: Run, key: str, value: Any) -> Run:
+  """A copy of `r` whose config sets `key` to `value`, working in `WORKDIR/KEY=VALUE`."""
+  config = r.config.copy_and_resolve_references()
+  *path, leaf = key.split(".")
+  node = config
+  for part in path:
+    node = node[part]
+  node[leaf] = value
+  workdir = f"{r.workdir}/{key}={value}"
+  return dataclasses.replace(
+    r,
+    config=config,
+    workdir=workdir,
+    log=MetricsLog(workdir),
+    results=list(r.results),
+    outputs=dict(r.outputs),
+    sets=dict(r.sets),
+  )
+
+
+def _choose(r: Run, sweep: ml_collections.ConfigDict, points: list) -> list[dict]:
+  """Picks the highest-CA point with ASR below `sweep.max_asr`; writes the report of all."""
+  rows, eligible = [], []
+  for value, point in points:
+    final = dict(point.results[-1])
+    final["stage"] = f"{sweep.key}={value}"
+    rows.append(final)
+    if final.get("asr_top1", 0.0) < sweep.get("max_asr", 0.05):
+      eligible.append((final["ca_top1"], value, point))
+  if eligible:
+    _, value, best = max(eligible, key=lambda e: e[0])
+    note = (
+      f"Sweep of {sweep.key}: chosen {value}, the highest ca_top1 among the points with "
+      f"asr_top1 < {sweep.get('max_asr', 0.05):.0%}."
+    )
+    r.params, r.step = best.params, best.step
+  else:
+    best = None
+    note = f"Sweep of {sweep.key}: no point has asr_top1 < {sweep.get('max_asr', 0.05):.0%}."
+  r.results = r.results + rows
+  print(write_report(r.workdir, r.config.get("name", "bdjax run"), r.results, notes=[note]))
   return r.results
 
 
 def check_stages(config: ml_collections.ConfigDict) -> None:
-  """Raises `ConfigError` if `config.stages` names a missing section, an unknown stage kind or
-  an unknown objective."""
+  """Raises `ConfigError` if `config.stages` names a missing section, an unknown stage kind,
+  an unknown objective, or an earlier stage that is not there."""
   for position, name in enumerate(config.stages):
     if name not in config:
       raise ConfigError(
         f"config.stages names '{name}', but the config has no section '{name}'. Add "
         f"config.{name} or remove it from config.stages ({', '.join(config.stages)})."
       )
-    kind = config[name].get("kind", name)
+    stage, earlier = config[name], list(config.stages[:position])
+    kind = stage.get("kind", name)
     if kind not in STAGE_KINDS:
       raise ConfigError(
         f"config.{name}.kind is '{kind}'; the stage kinds are {', '.join(STAGE_KINDS)}."
       )
-    init = config[name].get("init", "continue")
-    if kind == "train" and init not in ("continue", "fresh"):
-      raise ConfigError(f"config.{name}.init is '{init}'; use 'continue' or 'fresh'.")
-    reference = config[name].get("der_against", "") if kind == "eval" else ""
-    earlier_evals = [n for n in config.stages[:position] if config[n].get("kind", n) == "eval"]
-    if reference and (reference not in earlier_evals or config.attack.kind == "none"):
-      raise ConfigError(
-        f"config.{name}.der_against='{reference}': DER needs an attack (config.attack.kind) "
-        f"and an eval stage of that name before '{name}' in config.stages "
-        f"(earlier eval stages: {', '.join(earlier_evals) or 'none'})."
-      )
-    objective = config[name].get("objective", config.objective).name
-    if kind == "train" and objective not in OBJECTIVES:
-      raise ConfigError(
-        f"Unknown objective '{objective}' for stage '{name}'; choose one of "
-        f"{', '.join(OBJECTIVES)} (--config.objective.name=...)."
-      )
+    if kind == "train":
+      _check_train_stage(config, name, earlier)
+    if kind == "eval":
+      _check_eval_stage(config, name, earlier)
+    check_defense_stage(config, name, kind, earlier)
+  _check_sweep(config)
 
 
-def init_params(r: Run, image_size: int) -> Any:
-  """Fresh parameters from `config.seed`, replicated over the mesh."""
-  images = np.zeros((1, image_size, image_size, 3), np.float32)
-  tokens = np.zeros((1, r.config.model.text.context_length), np.int32)
-  init = jax.jit(r.model.init, out_shardings=sharding.replicated(r.mesh))
-  return init(r.key(0), images, tokens)
+def _check_sweep(config: ml_collections.ConfigDict) -> None:
+  sweep = config.get("sweep", None)
+  if not (sweep and sweep.get("choices", ())):
+    return
+  stage, _, rest = sweep.key.partition(".")
+  if stage not in config.stages or not rest:
+    raise ConfigError(
+      f"config.sweep.key='{sweep.key}' must be STAGE.KEY with STAGE one of config.stages "
+      f"({', '.join(config.stages)})."
+    )
+  message = unknown_key(config, sweep.key)
+  if message:
+    raise ConfigError(f"config.sweep.key: {message}")
+  if config.stages[-1] == stage or config[config.stages[-1]].get("kind", "") != "eval":
+    raise ConfigError("A sweep needs an eval stage at the end of config.stages to choose by.")
+
+
+def _check_train_stage(config, name: str, earlier: list[str]) -> None:
+  stage = config[name]
+  init = stage.get("init", "continue")
+  if init not in ("continue", "fresh"):
+    raise ConfigError(f"config.{name}.init is '{init}'; use 'continue' or 'fresh'.")
+  objective = stage.get("objective", config.objective).name
+  if objective not in OBJECTIVES:
+    raise ConfigError(
+      f"Unknown objective '{objective}' for stage '{name}'; choose one of "
+      f"{', '.join(OBJECTIVES)} (--config.objective.name=...)."
+    )
+  for key in ("start_from", "pairs", "rows_from"):
+    _require_earlier(config, name, key, stage.get(key, ""), earlier)
+  _require_earlier(
+    config, name, "loss.weight_set", stage.get("loss", {}).get("weight_set", ""), earlier
+  )
+  teacher = stage.get("distill", {}).get("teacher", "")
+  _require_earlier(config, name, "distill.teacher", teacher, earlier)
+  if teacher and make_objective(stage.get("objective", config.objective)).needs_views:
+    raise ConfigError(
+      f"config.{name}.distill works with objectives without views, not '{objective}'."
+    )
+  kind = stage.get("loss", {}).get("kind", "mean")
+  if kind not in REDUCTIONS:
+    raise ConfigError(f"config.{name}.loss.kind is '{kind}'; use one of {', '.join(REDUCTIONS)}.")
+  metric = stage.get("stop_below", {}).get("metric", "")
+  if metric and not stage.get("eval_every", 0):
+    raise ConfigError(f"config.{name}.stop_below needs config.{name}.eval_every > 0.")
+
+
+def _check_eval_stage(config, name: str, earlier: list[str]) -> None:
+  reference = config[name].get("der_against", "")
+  earlier_evals = [n for n in earlier if config[n].get("kind", n) == "eval"]
+  if reference and (reference not in earlier_evals or config.attack.kind == "none"):
+    raise ConfigError(
+      f"config.{name}.der_against='{reference}': DER needs an attack (config.attack.kind) "
+      f"and an eval stage of that name before '{name}' in config.stages "
+      f"(earlier eval stages: {', '.join(earlier_evals) or 'none'})."
+    )
+
+
+def _require_earlier(config, name: str, key: str, value: str, earlier: list[str]) -> None:
+  if value and value not in earlier:
+    raise ConfigError(
+      f"config.{name}.{key}='{value}' must name a stage that runs before '{name}' "
+      f"(earlier stages: {', '.join(earlier) or 'none'})."
+    )
+
+
+def stage_start(r: Run, name: str, stage: ml_collections.ConfigDict) -> tuple[Any, int]:
+  """The parameters a train stage starts from and their step count (`init`, `start_from`),
+  with a distillation teacher attached as the `teacher` collection."""
+  if stage.get("start_from", ""):
+    params, start = r.outputs[stage.start_from]
+  elif r.params is None or stage.get("init", "continue") == "fresh":
+    params, start = r.init_params(), 0
+  else:
+    params, start = r.params, r.step
+  teacher = stage.get("distill", {}).get("teacher", "")
+  if teacher:
+    params = {**params, "teacher": r.outputs[teacher][0]["params"]}
+  return params, start
+
+
+def stage_optimizer(
+  r: Run, stage: ml_collections.ConfigDict, params: Any
+) -> optax.GradientTransformation:
+  """`chain([ascend], freeze(base), [keep_rows], [clamp])` as the stage asks (pieces/transforms)."""
+  tx = make_optimizer(stage)
+  trainable = transforms.matching(stage.get("trainable", "") or "^params/")
+  if not all(trainable(n) for n in transforms.leaf_names(params)):
+    tx = transforms.freeze(tx, trainable)
+  pre = [transforms.ascend()] if stage.get("ascend", False) else []
+  post = []
+  if stage.get("rows_from", ""):
+    rows = r.sets[stage.rows_from]
+    post.append(transforms.keep_rows(rows, transforms.matching("token_embedding/embedding$")))
+  if stage.get("clamp", ""):
+    post.append(transforms.clamp(0.0, 1.0, transforms.matching(stage.clamp)))
+  return optax.chain(*pre, tx, *post) if pre or post else tx
+
+
+def stage_loss(r: Run, stage: ml_collections.ConfigDict) -> LossWrap:
+  """The stage's reduction of per-pair losses and its distillation term, if any."""
+  loss = stage.get("loss", ml_collections.ConfigDict(dict(kind="mean")))
+  distill = stage.get("distill", {})
+  if not distill.get("teacher", ""):
+    return LossWrap(reduce=make_reduction(loss))
+  _check_blocks(r, stage)
+  term = distillation_term(r.model, tuple(distill.blocks), tuple(distill.betas))
+  return LossWrap(reduce=make_reduction(loss), extra=term, capture=True)
+
+
+def _check_blocks(r: Run, stage: ml_collections.ConfigDict) -> None:
+  """Raises `ConfigError` unless every `distill.blocks` entry names one sown image block."""
+  size = r.config.data.image_size
+  images = jax.ShapeDtypeStruct((1, size, size, 3), np.float32)
+  _, state = jax.eval_shape(
+    lambda p, x: r.model.apply(p, x, method="encode_image", mutable=["intermediates"]),
+    r.params,
+    images,
+  )
+  try:
+    sown(state["intermediates"], tuple(stage.distill.blocks))
+  except ValueError as e:
+    raise ConfigError(f"config.distill.blocks: {e}") from None
+
+
+def stage_source(r: Run, name: str, stage: ml_collections.ConfigDict) -> Any:
+  """The pairs a train stage sees: poisoned or clean, all or a subset, weighted or not."""
+  source = sources.train_source(r.config.data, r.config.seed)
+  if r.attacked and stage.get("poison", True):
+    source = poison.PoisonedPairs(source, r.attack())
+  weight_set = stage.get("loss", {}).get("weight_set", "")
+  if weight_set:
+    source = subsets.Weighted(source, r.sets[weight_set], stage.loss.weight)
+  if stage.get("pairs", ""):
+    source = subsets.Subset(source, r.sets[stage.pairs])
+  elif stage.get("num_pairs", 0):
+    try:
+      chosen = subsets.first_pairs(len(source), stage.num_pairs, r.config.seed + CLEAN_SET_SALT)
+    except ValueError as e:
+      raise ConfigError(f"config.{name}.num_pairs: {e}") from None
+    source = subsets.Subset(source, chosen)
+  return source
+
+
+CLEAN_SET_SALT = 7919  # the defender's clean set: the same pairs for every stage and defense
 
 
 def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: int) -> None:
-  """Trains the current parameters with the stage's objective and optimiser; resumable."""
+  """Trains the current parameters with the stage's objective, loss and optimiser; resumable."""
   sharding.check_batch_size(stage.batch_size, r.mesh)
   objective = make_objective(stage.get("objective", r.config.objective))
-  tx = make_optimizer(stage)
-  fresh = r.params is None or stage.get("init", "continue") == "fresh"
-  params = init_params(r, r.config.data.image_size) if fresh else r.params
-  start = 0 if fresh else r.step  # the step count of the model this stage starts from
+  params, start = stage_start(r, name, stage)
+  tx = stage_optimizer(r, stage, params)
   state = jax.jit(TrainState.create, static_argnums=1, out_shardings=sharding.replicated(r.mesh))(
     params, tx
   )
   checkpoints = StageCheckpoints(r.workdir, name, stage.get("keep_checkpoints", 2))
+  stop = _stopper(r, name, stage, start)
   if checkpoints.latest_step() is not None:
     state = checkpoints.restore(state)
     print(f"Resuming stage {name} from its checkpoint at step {int(state.step)}.", flush=True)
+    if int(state.step) < stage.steps and stop(int(state.step), state.params):
+      print(f"Stage {name} had already stopped early at step {int(state.step)}.", flush=True)
+      stage = ml_collections.ConfigDict({**stage.to_dict(), "steps": int(state.step)})
   if int(state.step) < stage.steps:
     seed = r.config.seed * 1000 + position
-    source = sources.train_source(r.config.data, r.config.seed)
-    if r.attacked and stage.get("poison", True):
-      source = poison.PoisonedPairs(source, r.attack())
+    source = stage_source(r, name, stage)
     data = pipeline.batches(source, stage.batch_size, seed, r.tokenizer, objective.needs_views)
     state = train_loop(
       state,
-      make_train_step(r.model, objective, tx),
+      make_train_step(r.model, objective, tx, stage_loss(r, stage)),
       data,
       steps=stage.steps,
       key=r.key(position + 1),
@@ -171,10 +393,29 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
       desc=name,
       on_log=lambda step, m: r.log.write(name, step, m, echo=False),
       eval_every=stage.get("eval_every", 0),
-      on_eval=lambda step, params: evaluate(r, f"{name}/eval", params, start + step),
+      on_eval=stop,
     )
   checkpoints.close()
-  r.params, r.step = state.params, start + int(state.step)
+  r.params = {k: v for k, v in state.params.items() if k != "teacher"}
+  r.step = start + int(state.step)
+
+
+def _stopper(r: Run, name: str, stage: ml_collections.ConfigDict, start: int):
+  """`on_eval` of a train stage: evaluates, and says whether `stop_below` is reached."""
+  rule = stage.get("stop_below", {})
+
+  def on_eval(step: int, params: Any) -> bool:
+    metrics = evaluate(r, f"{name}/eval", params, start + step)
+    if rule.get("metric", "") and metrics[rule.metric] < rule.value:
+      print(
+        f"Stage {name}: {rule.metric} = {metrics[rule.metric]:.4f} < {rule.value} at "
+        f"step {step}; stopping there.",
+        flush=True,
+      )
+      return True
+    return False
+
+  return on_eval
 
 
 def eval_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: int) -> None:
@@ -208,10 +449,28 @@ def evaluate(r: Run, name: str, params: Any, step: int) -> dict[str, float]:
       Retrieval(data.images, data.captions),
     )
   metrics = {}
+  variables = model_variables(params)
   for evaluator in r.evaluators:
-    metrics.update(evaluator.run(r.encoder, params))
+    metrics.update(evaluator.run(r.encoder, variables))
   r.log.write(name, step, metrics)
   return metrics
 
 
-STAGE_KINDS = {"train": train_stage, "eval": eval_stage}
+def load_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: int) -> None:
+  """The newest parameters of the run in `stage.workdir` (e.g. a poisoned model to defend)."""
+  try:
+    params = load_params(stage.workdir)
+  except FileNotFoundError as e:
+    raise ConfigError(f"config.{name}.workdir: {e}") from None
+  r.params = jax.device_put({"params": params["params"]}, sharding.replicated(r.mesh))
+  r.step = int(latest_checkpoint(stage.workdir).name)
+  print(f"Loaded the parameters of {stage.workdir}.", flush=True)
+
+
+STAGE_KINDS = {
+  "train": train_stage,
+  "eval": eval_stage,
+  "select": select_stage,
+  "edit": edit_stage,
+  "load": load_stage,
+}

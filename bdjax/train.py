@@ -1,14 +1,17 @@
 """The one trainer: a pure, jitted step `(state, batch, rng) -> (state, metrics)` and its loop.
 
 One step:  batch -> normalise (+ augmented views for SSL) -> model.apply -> embeddings ->
-objective -> grad -> optimiser (optax) -> new params. The step is built once per stage from
-(model, objective, optimiser), closes over nothing else, and is jitted with the state donated.
+objective (per-pair losses) -> the stage's `LossWrap` (reduction + extra term) -> grad ->
+optimiser (an optax chain: defense transforms around the base optimiser) -> new params. The step
+is built once per stage from (model, objective, loss wrap, optimiser), closes over nothing else,
+and is jitted with the state donated. Defenses change only the wrap and the optimiser.
 The loop feeds it the batch of step `t` and the key `fold_in(stage_key, t)`, both functions of
 `t` alone, so a run resumed from a checkpoint continues exactly as if never stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +28,8 @@ from tqdm.auto import tqdm
 from bdjax import sharding
 from bdjax.checkpoint import StageCheckpoints
 from bdjax.data.augment import augment_images, normalize
+from bdjax.defenses.pieces import losses as reductions
+from bdjax.defenses.pieces.masks import model_variables
 from bdjax.objectives import Objective
 
 Batch = dict[str, jax.Array]
@@ -46,22 +51,49 @@ class TrainState:
     return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
+@dataclasses.dataclass(frozen=True)
+class LossWrap:
+  """What a stage does between the objective and the gradient (the default: nothing).
+
+  reduce   per-pair losses -> (loss, metrics); the objective's mean by default
+  extra    `(params, batch, outputs) -> (term, metrics)` added to the loss (e.g. distillation)
+  capture  put the model's sown `intermediates` in `outputs` (for `extra`)
+  The model sees `model_variables(params)`: the `params` collection with any masks applied.
+  """
+
+  reduce: reductions.Reduction = reductions.mean
+  extra: Callable[[Any, Batch, dict], tuple[jax.Array, Metrics]] | None = None
+  capture: bool = False
+
+
 def model_outputs(
-  model: nn.Module, params: Any, batch: Batch, rng: jax.Array, with_views: bool
+  model: nn.Module,
+  params: Any,
+  batch: Batch,
+  rng: jax.Array,
+  with_views: bool,
+  capture: bool = False,
 ) -> tuple[dict, dict | None]:
   """The model's outputs on the batch and, if `with_views`, on augmented views of it.
 
   Both views go through the towers in one call (a batch of 2B) so the step stays one program.
+  With `capture`, `outputs['intermediates']` holds what the towers sowed (no views then).
   """
   chex.assert_rank([batch["image"], batch["tokens"]], [4, 2])
   chex.assert_equal_shape_prefix([batch["image"], batch["tokens"]], 1)
   images = normalize(batch["image"])
   tokens = batch["tokens"]
+  variables = model_variables(params)
+  if capture:
+    if with_views:
+      raise ValueError("Capturing intermediates is not supported with augmented views.")
+    out, state = model.apply(variables, images, tokens, mutable=["intermediates"])
+    return {**out, "intermediates": state["intermediates"]}, None
   if not with_views:
-    return model.apply(params, images, tokens), None
+    return model.apply(variables, images, tokens), None
   images = jnp.concatenate([images, augment_images(rng, images)])
   tokens = jnp.concatenate([tokens, batch["view_tokens"]])
-  out = model.apply(params, images, tokens)
+  out = model.apply(variables, images, tokens)
   half = images.shape[0] // 2
   first = {k: (v[:half] if v.ndim else v) for k, v in out.items()}
   second = {k: (v[half:] if v.ndim else v) for k, v in out.items()}
@@ -69,14 +101,22 @@ def model_outputs(
 
 
 def make_train_step(
-  model: nn.Module, objective: Objective, tx: optax.GradientTransformation
+  model: nn.Module,
+  objective: Objective,
+  tx: optax.GradientTransformation,
+  wrap: LossWrap = LossWrap(),
 ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
-  """The jitted train step for `objective`, updating with `tx`; the state is donated."""
+  """The jitted train step for `objective` wrapped by `wrap`, updating with `tx`; the state is
+  donated."""
 
   def loss_fn(params, batch, rng):
-    out, views = model_outputs(model, params, batch, rng, objective.needs_views)
-    loss, terms = objective.fn(out, views)
-    return loss, (terms, out["scale"])
+    out, views = model_outputs(model, params, batch, rng, objective.needs_views, wrap.capture)
+    per_pair, terms = objective.fn(out, views)
+    loss, more = wrap.reduce(per_pair, batch)
+    if wrap.extra is not None:
+      term, extra_terms = wrap.extra(params, batch, out)
+      loss, more = loss + term, {**more, **extra_terms}
+    return loss, ({**terms, **more}, out["scale"])
 
   def step(state: TrainState, batch: Batch, rng: jax.Array):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -103,14 +143,15 @@ def train_loop(
   log_every: int,
   on_log: Callable[[int, dict], None],
   eval_every: int = 0,
-  on_eval: Callable[[int, Any], None] | None = None,
+  on_eval: Callable[[int, Any], bool | None] | None = None,
   desc: str = "train",
 ) -> TrainState:
   """Runs `step_fn` from `state.step` to `steps`, saving every `checkpoint_every` steps.
 
   Losses stay on the device between logs; at each log and before each save they are fetched
   and checked, so a non-finite loss raises `NonFiniteLossError` before any bad state is saved.
-  `data[t]` is the host batch of step `t`; `on_eval(step, params)` runs every `eval_every` steps.
+  `data[t]` is the host batch of step `t`; `on_eval(step, params)` runs every `eval_every` steps
+  and may return True to end the stage there (its state is saved first).
   """
   start = int(state.step)
   pending: list[Metrics] = []
@@ -134,7 +175,10 @@ def train_loop(
       if save:
         checkpoints.save(done, state)
       if eval_every and done % eval_every == 0 and on_eval is not None:
-        on_eval(done, state.params)
+        if on_eval(done, state.params):
+          if not save:
+            checkpoints.save(done, state)
+          break
   finally:
     bar.close()
   return state

@@ -23,6 +23,10 @@ def shrunk(name: str):
   for stage in config.stages:
     if config[stage].kind == "train":
       config[stage].update(steps=2, batch_size=8, checkpoint_every=2, log_every=2, warmup_steps=1)
+      if config[stage].get("num_pairs", 0):
+        config[stage].num_pairs = 64
+      if config[stage].distill.teacher:  # the tiny image tower has one stage
+        config[stage].distill.update(blocks=("stage_1",), betas=(1000.0,))
   config_check.check_config(config)
   stages.check_stages(config)
   return config

@@ -1,4 +1,5 @@
-"""The input pipeline: global batches (image, tokens, index, is_poisoned) as a grain `MapDataset`.
+"""The input pipeline: global batches (image, tokens, index, is_poisoned, weight) as a grain
+`MapDataset`.
 
 The batch of step `t` is `batches(...)[t]`: a pure function of (source, seed, batch size, t).
 Each epoch is a fresh seeded permutation of the source (grain's `shuffle` followed by `repeat`
@@ -6,7 +7,8 @@ reshuffles per epoch), so a run resumed at step `t` sees exactly the batches an 
 run would, with no iterator state to save.
 
 `is_poisoned` is the source's flag (a `bdjax.attacks.poison.PoisonedPairs` sets it), False for
-a clean source. Captions are tokenised here by a tokenizer passed in by the caller (data never
+a clean source; `weight` is the per-pair loss weight a `bdjax.data.subsets.Weighted` source
+sets, 1 otherwise. Captions are tokenised here by a tokenizer passed in by the caller (data never
 imports models). For SSL objectives every batch also carries `view_tokens`, the tokens of an
 augmented caption drawn from a generator seeded by (seed, t); the image views are drawn on the
 device.
@@ -61,6 +63,7 @@ def _load(
     "tokens": tokenizer(list(pairs["caption"])),
     "index": np.asarray(pairs["index"], np.int64),
     "is_poisoned": np.asarray(pairs.get("is_poisoned", np.zeros(len(indices), bool)), bool),
+    "weight": np.asarray(pairs.get("weight", np.ones(len(indices))), np.float32),
   }
   if rng is not None:
     batch["view_tokens"] = tokenizer([augment_caption(c, rng) for c in pairs["caption"]])
