@@ -50,6 +50,10 @@ class StageCheckpoints:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
+  def wait(self) -> None:
+    """Blocks until pending saves are written."""
+    self._manager.wait_until_finished()
+
   def close(self) -> None:
     """Waits for pending saves and releases the manager."""
     self._manager.wait_until_finished()

@@ -25,6 +25,8 @@ train.rows_from          only the token-table rows in this select stage's set ar
 train.clamp              regex of leaves clamped to [0, 1] after each update (masks)
 train.distill            NAD: teacher (a stage), blocks of the image tower, betas
 train.stop_below         end the stage once eval metric < value (needs eval_every)
+train.select_below       keep the stage's evaluation (every eval_every steps) with the highest
+                         ca_top1 among those with asr_top1 < select_below (0 = the last state)
 eval.batch_size          chunk size of the evaluators
 eval.der_against         an earlier eval stage: report DER of this evaluation against it
 attack.kind              'none' | a trigger of bdjax/attacks/triggers.py: 'badnet', 'solid',
@@ -116,6 +118,7 @@ def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collecti
       clamp="",
       distill=ml_collections.ConfigDict(dict(teacher="", blocks=(), betas=())),
       stop_below=ml_collections.ConfigDict(dict(metric="", value=0.0)),
+      select_below=0.0,
     )
   )
   c.eval = ml_collections.ConfigDict(dict(kind="eval", batch_size=250, der_against=""))
@@ -161,6 +164,15 @@ def select_stage(**options) -> ml_collections.ConfigDict:
 def edit_stage(op: str, **options) -> ml_collections.ConfigDict:
   """An edit stage section (bdjax/defense_stages.py) doing `op` with `options`."""
   return ml_collections.ConfigDict(dict(kind="edit", op=op, **options))
+
+
+def poisoned_demo_config(objective: str = "clip") -> ml_collections.ConfigDict:
+  """The poisoned pre-training that `make demo` and every defense config start from: BadNet, a
+  16-px noise patch on 1% of the pairs, 1,500 steps (learned to ASR ~91% by step 1,200; an 8-px
+  patch needs 2,400 steps and is seed-fragile: README, "Attacks")."""
+  c = demo_config(objective, attack_config("badnet", ratio=0.01, patch_size=16))
+  c.train.update(steps=1500, checkpoint_every=500)
+  return c
 
 
 def attack_config(kind: str = "none", **overrides) -> ml_collections.ConfigDict:

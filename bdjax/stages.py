@@ -23,6 +23,7 @@ rerun: a rerun of the same command resumes where the last one stopped.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import flax.linen as nn
@@ -30,6 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 import optax
+from etils import epath
 
 from bdjax import sharding
 from bdjax.attacks import poison
@@ -368,7 +370,8 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
     params, tx
   )
   checkpoints = StageCheckpoints(r.workdir, name, stage.get("keep_checkpoints", 2))
-  stop = _stopper(r, name, stage, start)
+  best = _BestCheckpoint(r, name, stage.get("select_below", 0.0))
+  stop = _stopper(r, name, stage, start, best)
   if checkpoints.latest_step() is not None:
     state = checkpoints.restore(state)
     print(f"Resuming stage {name} from its checkpoint at step {int(state.step)}.", flush=True)
@@ -398,14 +401,55 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
   checkpoints.close()
   r.params = {k: v for k, v in state.params.items() if k != "teacher"}
   r.step = start + int(state.step)
+  chosen = best.restore(state.params)
+  if chosen is not None:
+    (params, step), r.step = chosen, start + chosen[1]
+    r.params = {k: v for k, v in params.items() if k != "teacher"}
+    print(f"Stage {name}: keeping its evaluation at step {step} ({best.summary()}).", flush=True)
 
 
-def _stopper(r: Run, name: str, stage: ml_collections.ConfigDict, start: int):
-  """`on_eval` of a train stage: evaluates, and says whether `stop_below` is reached."""
+class _BestCheckpoint:
+  """The `select_below` rule of a train stage: of its evaluations (every `eval_every` steps),
+  keep the one with the highest `ca_top1` among those with `asr_top1 < select_below` (the
+  study's model selection), saved in `checkpoints/NAME_best/` so that a rerun keeps it."""
+
+  def __init__(self, r: Run, name: str, bound: float):
+    self.bound = bound
+    self.path = epath.Path(r.workdir) / f"best_{name}.json"
+    self.checkpoints = StageCheckpoints(r.workdir, f"{name}_best", keep=1) if bound else None
+    self.best = json.loads(self.path.read_text()) if bound and self.path.exists() else None
+
+  def offer(self, step: int, params: Any, metrics: dict) -> None:
+    if not self.bound or not metrics.get("asr_top1", 1.0) < self.bound:
+      return
+    if self.best is None or metrics["ca_top1"] > self.best["ca_top1"]:
+      self.best = {"step": step, "ca_top1": metrics["ca_top1"], "asr_top1": metrics["asr_top1"]}
+      self.checkpoints.save(step, params)
+      self.checkpoints.wait()
+      if jax.process_index() == 0:
+        self.path.write_text(json.dumps(self.best))
+
+  def restore(self, params_like: Any) -> tuple[Any, int] | None:
+    if self.checkpoints is None:
+      return None
+    step = self.best["step"] if self.best else None
+    found = self.checkpoints.restore(params_like, step) if step is not None else None
+    self.checkpoints.close()
+    return None if found is None else (found, step)
+
+  def summary(self) -> str:
+    b = self.best
+    return f"ca_top1 {b['ca_top1']:.4f}, asr_top1 {b['asr_top1']:.4f} < {self.bound}"
+
+
+def _stopper(r: Run, name: str, stage: ml_collections.ConfigDict, start: int, best: _BestCheckpoint):
+  """`on_eval` of a train stage: evaluates, offers the result to `best`, and says whether
+  `stop_below` is reached."""
   rule = stage.get("stop_below", {})
 
   def on_eval(step: int, params: Any) -> bool:
     metrics = evaluate(r, f"{name}/eval", params, start + step)
+    best.offer(step, params, metrics)
     if rule.get("metric", "") and metrics[rule.metric] < rule.value:
       print(
         f"Stage {name}: {rule.metric} = {metrics[rule.metric]:.4f} < {rule.value} at "

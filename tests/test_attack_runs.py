@@ -48,21 +48,21 @@ def test_attack_config_runs_and_reports_asr(tmp_path, attack):
   assert "asr_top1" in (tmp_path / "report.md").read_text()
 
 
-def test_demo_trains_and_evaluates_a_clean_and_a_poisoned_model(tmp_path):
+def test_demo_poisons_pretraining_then_cleans_with_cleanclip(tmp_path):
   config = shrunk("demo")
-  assert config.stages == ("train_clean", "eval_clean", "train", "eval")
-  assert not config.train_clean.poison and config.train.init == "fresh"
+  assert config.stages == ("train", "eval_poisoned", "cleanclip", "eval_defended")
+  assert config.train.poison and not config.cleanclip.poison
+  assert config.cleanclip.objective.name == "clip_ssl"
   results = stages.run(config, str(tmp_path))
-  assert [r["stage"] for r in results] == ["eval_clean", "eval"]
+  assert [r["stage"] for r in results] == ["eval_poisoned", "eval_defended"]
   assert all("asr_top1" in r for r in results)
-  train_logs = [m for m in read_metrics(str(tmp_path)) if m["stage"] in ("train", "train_clean")]
-  assert {m["stage"] for m in train_logs} == {"train", "train_clean"}
+  logged = {m["stage"] for m in read_metrics(str(tmp_path))}
+  assert {"train", "cleanclip"} <= logged
   assert len(poison.load_indices(str(tmp_path))) == round(0.01 * config.data.num_train)
 
 
 def test_der_is_reported_against_the_named_eval(tmp_path):
   config = shrunk("demo")
-  config.eval.der_against = "eval_clean"
   results = stages.run(config, str(tmp_path))
   expected = (
     max(0.0, results[0]["asr_top1"] - results[1]["asr_top1"])

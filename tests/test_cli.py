@@ -114,9 +114,11 @@ def test_attack_with_both_count_and_ratio_is_refused(run_main, tmp_path):
 
 def test_der_against_a_stage_that_does_not_come_before_is_named(run_main, tmp_path):
   result = run_main(
-    "--config=configs/demo.py", f"--workdir={tmp_path}", "--config.eval_clean.der_against=eval"
+    "--config=configs/demo.py",
+    f"--workdir={tmp_path}",
+    "--config.eval_poisoned.der_against=eval_defended",
   )
-  assert_clear_error(result, "der_against='eval'", "eval_clean")
+  assert_clear_error(result, "der_against='eval_defended'", "eval_poisoned")
 
 
 def test_more_label_consistent_poisons_than_target_pairs_is_a_clear_error(run_main, tmp_path):

@@ -50,6 +50,19 @@ def test_stop_below_ends_a_stage_early_and_a_rerun_does_not_continue_it(tmp_path
   assert [m["step"] for m in again] == [4, 4]  # re-checked once on resume, not trained further
 
 
+def test_select_below_keeps_the_best_evaluation_of_a_stage_and_a_rerun_keeps_it(tmp_path):
+  config = shrunk("defense_cleanclip")
+  config.cleanclip.update(steps=6, eval_every=2, checkpoint_every=6, select_below=1.01)
+  results = stages.run(config, str(tmp_path))
+  evals = [m for m in read_metrics(str(tmp_path)) if m["stage"] == "cleanclip/eval"]
+  best = max(evals, key=lambda m: m["ca_top1"])  # ties: the first, as the rule keeps it
+  assert results[-1]["step"] == best["step"]
+  assert results[-1]["ca_top1"] == pytest.approx(best["ca_top1"])
+  again = stages.run(config, str(tmp_path))
+  assert again[-1]["step"] == best["step"]
+  assert again[-1]["ca_top1"] == pytest.approx(best["ca_top1"])
+
+
 def test_a_sweep_runs_each_value_and_chooses_the_best_point_below_the_asr_bound(tmp_path):
   config = shrunk("defense_cleanclip")
   config.sweep.update(key="cleanclip.lr", choices=(1e-4, 3e-3), max_asr=1.01)

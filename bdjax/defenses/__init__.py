@@ -23,8 +23,8 @@ DEFENSES = {
 
 
 def defense_config(name: str, arg: str | None = None):
-  """The demo's BadNet-poisoned pre-training, evaluated, then defense `name`, evaluated again
-  (with DER against the poisoned model).
+  """The demo's BadNet-poisoned pre-training (`poisoned_demo_config`), evaluated, then defense
+  `name`, evaluated again (with DER against the poisoned model).
 
   `arg` is `key=value,...` (the `configs/NAME.py:ARG` of the command line): `objective` (clip,
   clip_ssl, cyclip, siglip) and `pretrained`, the workdir of a finished poisoned run to load
@@ -32,10 +32,10 @@ def defense_config(name: str, arg: str | None = None):
   """
   import ml_collections
 
-  from bdjax.default_config import attack_config, demo_config, parse_arg
+  from bdjax.default_config import parse_arg, poisoned_demo_config
 
   opts = parse_arg(arg, objective="clip", pretrained="")
-  c = demo_config(opts["objective"], attack_config("badnet", ratio=0.01))
+  c = poisoned_demo_config(opts["objective"])
   c.name = f"{name} against BadNet on {opts['objective']} pre-training (embedded dataset)"
   first = "train"
   if opts["pretrained"]:
