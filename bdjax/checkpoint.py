@@ -60,26 +60,30 @@ class StageCheckpoints:
     self._manager.close()
 
 
-def latest_checkpoint(workdir: str) -> epath.Path | None:
-  """The newest finished checkpoint of any stage of the run in `workdir`, or None."""
+def latest_checkpoint(workdir: str, stage: str = "") -> epath.Path | None:
+  """The newest finished checkpoint of `stage` (any stage if '') of the run in `workdir`."""
   root = checkpoints_root(workdir)
   found = []
   if root.exists():
-    for stage in root.iterdir():
-      steps = ocp.utils.checkpoint_steps_paths(stage) if stage.is_dir() else []
-      found.extend(steps)
+    for d in root.iterdir():
+      if d.is_dir() and (not stage or d.name == stage):
+        found.extend(ocp.utils.checkpoint_steps_paths(d))
+  if stage:
+    return max(found, key=lambda p: int(p.name), default=None)
   return max(found, key=lambda p: p.stat().mtime, default=None)
 
 
-def load_params(workdir: str) -> Any:
-  """The parameters of the newest checkpoint in `workdir`, as a pytree of arrays.
+def load_params(workdir: str, stage: str = "") -> Any:
+  """The parameters of the newest checkpoint in `workdir` (of `stage` if given), as a pytree
+  of arrays.
 
-  Raises FileNotFoundError naming the directory when the run has no finished checkpoint.
+  Raises FileNotFoundError naming the directory when the run has no such checkpoint.
   """
-  path = latest_checkpoint(workdir)
+  path = latest_checkpoint(workdir, stage)
   if path is None:
+    of = f" of stage '{stage}'" if stage else ""
     raise FileNotFoundError(
-      f"No checkpoint under '{checkpoints_root(workdir)}': train "
+      f"No checkpoint{of} under '{checkpoints_root(workdir)}': train "
       "a model there first (python -m bdjax.main --workdir=...)."
     )
   restored = ocp.StandardCheckpointer().restore(path / "default")

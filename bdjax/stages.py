@@ -442,7 +442,9 @@ class _BestCheckpoint:
     return f"ca_top1 {b['ca_top1']:.4f}, asr_top1 {b['asr_top1']:.4f} < {self.bound}"
 
 
-def _stopper(r: Run, name: str, stage: ml_collections.ConfigDict, start: int, best: _BestCheckpoint):
+def _stopper(
+  r: Run, name: str, stage: ml_collections.ConfigDict, start: int, best: _BestCheckpoint
+):
   """`on_eval` of a train stage: evaluates, offers the result to `best`, and says whether
   `stop_below` is reached."""
   rule = stage.get("stop_below", {})
@@ -501,13 +503,14 @@ def evaluate(r: Run, name: str, params: Any, step: int) -> dict[str, float]:
 
 
 def load_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: int) -> None:
-  """The newest parameters of the run in `stage.workdir` (e.g. a poisoned model to defend)."""
+  """The newest parameters of stage `stage.stage` ('' = any) of the run in `stage.workdir`
+  (e.g. a poisoned model to defend)."""
   try:
-    params = load_params(stage.workdir)
+    params = load_params(stage.workdir, stage.get("stage", ""))
   except FileNotFoundError as e:
     raise ConfigError(f"config.{name}.workdir: {e}") from None
   r.params = jax.device_put({"params": params["params"]}, sharding.replicated(r.mesh))
-  r.step = int(latest_checkpoint(stage.workdir).name)
+  r.step = int(latest_checkpoint(stage.workdir, stage.get("stage", "")).name)
   print(f"Loaded the parameters of {stage.workdir}.", flush=True)
 
 

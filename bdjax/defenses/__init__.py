@@ -27,8 +27,9 @@ def defense_config(name: str, arg: str | None = None):
   `name`, evaluated again (with DER against the poisoned model).
 
   `arg` is `key=value,...` (the `configs/NAME.py:ARG` of the command line): `objective` (clip,
-  clip_ssl, cyclip, siglip) and `pretrained`, the workdir of a finished poisoned run to load
-  instead of pre-training again (its config must have the same attack and seed).
+  clip_ssl, cyclip, siglip) and `pretrained`, the workdir of a finished poisoned run whose
+  `train` stage is loaded instead of pre-training again (e.g. `workdir/demo`; its config must
+  have the same attack and seed).
   """
   import ml_collections
 
@@ -39,7 +40,7 @@ def defense_config(name: str, arg: str | None = None):
   c.name = f"{name} against BadNet on {opts['objective']} pre-training (embedded dataset)"
   first = "train"
   if opts["pretrained"]:
-    c.load = ml_collections.ConfigDict(dict(kind="load", workdir=opts["pretrained"]))
+    c.load = ml_collections.ConfigDict(dict(kind="load", workdir=opts["pretrained"], stage="train"))
     first = "load"
   c.eval_poisoned = c.eval.copy_and_resolve_references()
   names = DEFENSES[name](c, first)

@@ -6,6 +6,11 @@ of itself), `poison=False` on the defender's fixed clean subset of `num_pairs` p
 term makes every image embed near its own augmentations rather than near the caption class
 alone, which breaks the trigger -> target shortcut; the MMCL term keeps the alignment.
 
+Model selection as in the study: the stage is evaluated every `eval_every` steps and keeps the
+evaluation with the highest clean accuracy among those with ASR < `select_below` (the last
+state if none is); this selects on the evaluation set's triggered images, an optimistic
+protocol the README states next to every number. `select_below=0` turns it off.
+
 Adaptation at demo scale: the published recipe (lr 1e-5, 10 epochs on 100k pairs, batch 64)
 is for a pre-trained ViT-B/32; the demo model needs a larger rate and `inmodal_weight` 2 (the
 SSL term is what removes the backdoor; README, "Defenses").
@@ -28,6 +33,8 @@ def add_stages(
   lr: float = 4e-3,
   clip_weight: float = 1.0,
   inmodal_weight: float = 2.0,
+  eval_every: int = 100,
+  select_below: float = 0.05,
 ) -> tuple[str, ...]:
   """Adds `cleanclip` (fine-tune from stage `poisoned` on clean pairs); returns its name."""
   objective = c.objective.copy_and_resolve_references()
@@ -43,5 +50,7 @@ def add_stages(
     lr=lr,
     warmup_steps=min(50, steps // 10),
     checkpoint_every=steps,
+    eval_every=eval_every,
+    select_below=select_below,
   )
   return ("cleanclip",)

@@ -5,8 +5,9 @@
     masks     add a mask m = 1 per channel of the image tower's normalisation layers
     recover   on the unlearned model, train only the masks (clamped to [0, 1]) on the clean
               subset: channels that only carried the backdoor are not needed to recover
-    prune     zero the normalisation scale and bias of the `count` (or `m < threshold`)
-              lowest-mask channels in the *poisoned* model
+    prune     zero the normalisation scale and bias of the `prune_count` lowest-mask
+              channels in the *poisoned* model (or, with `prune_count=0`, those with
+              m < `threshold`: at demo scale that pruned 265 of 544 channels, README)
 
 Adaptation: the masks sit on the GroupNorm (CNN) or LayerNorm (ViT) scales of the image tower,
 where the trigger lives, instead of BatchNorm; "clean accuracy" during unlearning is zero-shot
@@ -27,12 +28,12 @@ def add_stages(
   poisoned: str,
   *,
   num_pairs: int = 1_000,
-  unlearn_lr: float = 1e-3,
+  unlearn_lr: float = 2e-4,
   unlearn_steps: int = 400,
   stop_below: float = 0.2,
   mask_lr: float = 0.2,
   mask_steps: int = 200,
-  prune_count: int = 0,
+  prune_count: int = 32,
   threshold: float = 0.2,
   batch_size: int = 64,
 ) -> tuple[str, ...]:
