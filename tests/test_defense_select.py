@@ -9,7 +9,6 @@ at five times their base rate or more (measured: about 25% precision, 40% recall
 
 import jax
 import numpy as np
-import optax
 import pytest
 from test_attack_runs import shrunk
 
