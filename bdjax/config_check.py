@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -149,6 +150,31 @@ def check_attack(config: ml_collections.ConfigDict) -> None:
       triggers.patch_pixels(attack.patch_size, config.data.image_size)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+
+
+def check_same_run(saved: epath.Path, resolved: str) -> None:
+  """Raises `ConfigError` if `saved` (a workdir's config.json) holds another config than
+  `resolved`: a rerun resumes the finished stages of the workdir, so two configs would mix."""
+  if not saved.exists():
+    return
+  old, new = _flat(json.loads(saved.read_text())), _flat(json.loads(resolved))
+  changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+  if changed:
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    raise ConfigError(
+      f"The workdir {saved.parent} holds a run of another config (differing keys: {shown}). "
+      "Rerunning in a workdir resumes its finished stages, which would mix two experiments: "
+      "pass a new --workdir, or delete this one to start over."
+    )
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  out = {}
+  for k, v in tree.items():
+    out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
+  return out
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:

@@ -49,7 +49,12 @@ def main(argv: list[str]) -> None:
     _fail(str(e))
   workdir = epath.Path(_WORKDIR.value)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  resolved = config.to_json_best_effort(indent=2)
+  try:
+    config_check.check_same_run(workdir / "config.json", resolved)
+  except config_check.ConfigError as e:
+    _fail(str(e))
+  (workdir / "config.json").write_text(resolved)
   print(f"bdjax: {config.get('name', 'run')} -> {workdir}", flush=True)
 
   from bdjax.train import NonFiniteLossError

@@ -130,3 +130,10 @@ def test_more_label_consistent_poisons_than_target_pairs_is_a_clear_error(run_ma
     "--config.attack.count=400",
   )
   assert_clear_error(result, "Cannot poison 400 pairs", "eligible", "attack.count")
+
+
+def test_a_workdir_holding_another_config_is_refused(run_main, tmp_path):
+  first = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.train.steps=2")
+  assert first.returncode == 0, first.stderr
+  result = run_main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.train.steps=3")
+  assert_clear_error(result, "holds a run of another config", "train.steps", "new --workdir")
