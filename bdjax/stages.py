@@ -36,7 +36,7 @@ from etils import epath
 from bdjax import sharding
 from bdjax.attacks import poison
 from bdjax.checkpoint import StageCheckpoints, latest_checkpoint, load_params
-from bdjax.config_check import ConfigError, unknown_key
+from bdjax.config_check import ConfigError
 from bdjax.data import pipeline, sources, subsets
 from bdjax.defense_stages import check_defense_stage, edit_stage, select_stage
 from bdjax.defenses.pieces import transforms
@@ -50,6 +50,7 @@ from bdjax.objectives import NAMES as OBJECTIVES
 from bdjax.objectives import make_objective
 from bdjax.optimizer import make_optimizer
 from bdjax.report import write_report
+from bdjax.sweep import check_sweep, choose, sweep_point
 from bdjax.train import LossWrap, TrainState, make_train_step, train_loop
 
 
@@ -130,10 +131,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   _run_stages(r, names[:first], 0)
   points = []
   for value in sweep.choices:
-    point = _sweep_point(r, sweep.key, value)
+    point = sweep_point(r, sweep.key, value)
     _run_stages(point, names[first:], first)
     points.append((value, point))
-  return _choose(r, sweep, points)
+  return choose(r, sweep, points)
 
 
 def _run_stages(r: Run, names: list[str], offset: int) -> None:
@@ -144,50 +145,6 @@ def _run_stages(r: Run, names: list[str], offset: int) -> None:
     print(f"Stage {position + 1}/{total}: {name} ({kind})", flush=True)
     STAGE_KINDS[kind](r, name, stage, position)
     r.outputs[name] = (r.params, r.step)
-
-
-def _sweep_point(r: Run, key: str, value: Any) -> Run:
-  """A copy of `r` whose config sets `key` to `value`, working in `WORKDIR/KEY=VALUE`."""
-  config = r.config.copy_and_resolve_references()
-  *path, leaf = key.split(".")
-  node = config
-  for part in path:
-    node = node[part]
-  node[leaf] = value
-  workdir = f"{r.workdir}/{key}={value}"
-  return dataclasses.replace(
-    r,
-    config=config,
-    workdir=workdir,
-    log=MetricsLog(workdir),
-    results=list(r.results),
-    outputs=dict(r.outputs),
-    sets=dict(r.sets),
-  )
-
-
-def _choose(r: Run, sweep: ml_collections.ConfigDict, points: list) -> list[dict]:
-  """Picks the highest-CA point with ASR below `sweep.max_asr`; writes the report of all."""
-  rows, eligible = [], []
-  for value, point in points:
-    final = dict(point.results[-1])
-    final["stage"] = f"{sweep.key}={value}"
-    rows.append(final)
-    if final.get("asr_top1", 0.0) < sweep.get("max_asr", 0.05):
-      eligible.append((final["ca_top1"], value, point))
-  if eligible:
-    _, value, best = max(eligible, key=lambda e: e[0])
-    note = (
-      f"Sweep of {sweep.key}: chosen {value}, the highest ca_top1 among the points with "
-      f"asr_top1 < {sweep.get('max_asr', 0.05):.0%}."
-    )
-    r.params, r.step = best.params, best.step
-  else:
-    best = None
-    note = f"Sweep of {sweep.key}: no point has asr_top1 < {sweep.get('max_asr', 0.05):.0%}."
-  r.results = r.results + rows
-  print(write_report(r.workdir, r.config.get("name", "bdjax run"), r.results, notes=[note]))
-  return r.results
 
 
 def check_stages(config: ml_collections.ConfigDict) -> None:
@@ -210,24 +167,7 @@ def check_stages(config: ml_collections.ConfigDict) -> None:
     if kind == "eval":
       _check_eval_stage(config, name, earlier)
     check_defense_stage(config, name, kind, earlier)
-  _check_sweep(config)
-
-
-def _check_sweep(config: ml_collections.ConfigDict) -> None:
-  sweep = config.get("sweep", None)
-  if not (sweep and sweep.get("choices", ())):
-    return
-  stage, _, rest = sweep.key.partition(".")
-  if stage not in config.stages or not rest:
-    raise ConfigError(
-      f"config.sweep.key='{sweep.key}' must be STAGE.KEY with STAGE one of config.stages "
-      f"({', '.join(config.stages)})."
-    )
-  message = unknown_key(config, sweep.key)
-  if message:
-    raise ConfigError(f"config.sweep.key: {message}")
-  if config.stages[-1] == stage or config[config.stages[-1]].get("kind", "") != "eval":
-    raise ConfigError("A sweep needs an eval stage at the end of config.stages to choose by.")
+  check_sweep(config)
 
 
 def _check_train_stage(config, name: str, earlier: list[str]) -> None:
