@@ -10,7 +10,10 @@
 Adaptation: one exposure run instead of three. BTU targets text triggers (a rare token in the
 caption); with an image trigger (BadNet) the poisoned captions are ordinary target prompts, the
 most-moved rows are the target's words, and resetting them mostly costs that class. It is kept
-for text-side backdoors and as the study's contrast (README, "Defenses").
+for text-side backdoors and as the study's contrast (README, "Defenses"). BTU exposes a model
+that has not yet learned the trigger (tests/test_defense_select.py: from a clean-trained model a
+planted trigger word's rows move most); here the exposure starts from the poisoned model, the
+one the defender holds, where a text trigger's rows may already have settled.
 """
 
 from __future__ import annotations
