@@ -26,9 +26,10 @@ def test_defense_config_runs_and_rates_the_defended_model(tmp_path, defense):
 
 
 def test_a_defense_can_start_from_a_loaded_poisoned_run(tmp_path):
-  poisoned = shrunk("attack_badnet")
-  stages.run(poisoned, str(tmp_path / "poisoned"))
   config = shrunk("defense_cleanclip")
+  poisoned = shrunk("attack_badnet")
+  poisoned.attack = config.attack  # the defended run recomputes the same attack from its config
+  stages.run(poisoned, str(tmp_path / "poisoned"))
   loaded = defense_config("cleanclip", f"pretrained={tmp_path / 'poisoned'}")
   loaded.model, loaded.data, loaded.eval = config.model, config.data, config.eval
   loaded.cleanclip.update(steps=2, batch_size=8, checkpoint_every=2, num_pairs=64)
