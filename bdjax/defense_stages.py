@@ -27,7 +27,6 @@ from flax import traverse_util
 
 from bdjax.attacks import poison
 from bdjax.config_check import ConfigError
-from bdjax.data import sources
 from bdjax.defenses.pieces import edit, masks, select, transforms
 from bdjax.models.tokenizer import default_tokenizer
 
@@ -47,9 +46,7 @@ def select_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: 
   elif stage.score == "row_shift":
     scores = select.row_shift(_table(r.params), _table(r.outputs[stage.against][0]))
   else:
-    source = sources.train_source(r.config.data, r.config.seed)
-    if r.attacked and stage.get("poison", True):
-      source = poison.PoisonedPairs(source, r.attack())
+    source = r.train_pairs(stage.get("poison", True))
     variables = masks.model_variables(r.params)
     seed = r.config.seed * 1000 + position
     scores = select.score_pairs(
@@ -74,9 +71,7 @@ def select_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: 
 
 def _caption_tokens(r: Run, stage: ml_collections.ConfigDict) -> np.ndarray:
   """The token ids in the captions of the pairs of set `stage.of` (without start, end, pad)."""
-  source = sources.train_source(r.config.data, r.config.seed)
-  if r.attacked and stage.get("poison", True):
-    source = poison.PoisonedPairs(source, r.attack())
+  source = r.train_pairs(stage.get("poison", True))
   captions = list(source.batch(r.sets[stage.of])["caption"])
   tok = default_tokenizer()
   ids = np.unique(np.asarray(r.tokenizer(captions)))

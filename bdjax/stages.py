@@ -78,6 +78,13 @@ class Run:
   def key(self, position: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(self.config.seed), position)
 
+  def train_pairs(self, poisoned: bool = True) -> Any:
+    """The training pairs: with the attack's poison when the run has one and `poisoned`."""
+    source = sources.train_source(self.config.data, self.config.seed)
+    if self.attacked and poisoned:
+      source = poison.PoisonedPairs(source, self.attack())
+    return source
+
   def init_params(self, position: int = 0) -> Any:
     """Fresh parameters from `config.seed` (and `position`; 0 gives the run's initial ones),
     replicated over the mesh."""
@@ -280,9 +287,7 @@ def _check_blocks(r: Run, stage: ml_collections.ConfigDict) -> None:
 
 def stage_source(r: Run, name: str, stage: ml_collections.ConfigDict) -> Any:
   """The pairs a train stage sees: poisoned or clean, all or a subset, weighted or not."""
-  source = sources.train_source(r.config.data, r.config.seed)
-  if r.attacked and stage.get("poison", True):
-    source = poison.PoisonedPairs(source, r.attack())
+  source = r.train_pairs(stage.get("poison", True))
   weight_set = stage.get("loss", {}).get("weight_set", "")
   if weight_set:
     source = subsets.Weighted(source, r.sets[weight_set], stage.loss.weight)

@@ -25,6 +25,14 @@ PLANTED = np.arange(5, 4096, 32)  # 128 of 4,096 pairs
 TRIGGER_WORD = "zqx"
 
 
+def with_trigger_word(pairs, rows):
+  """`pairs` with the trigger word appended to the captions of `rows`."""
+  pairs["caption"] = np.array(pairs["caption"], dtype=object)
+  for r in rows:
+    pairs["caption"][r] = f"{pairs['caption'][r]} {TRIGGER_WORD}"
+  return pairs
+
+
 class Planted:
   """The embedded training pairs with the planted shortcut on `PLANTED`."""
 
@@ -39,10 +47,7 @@ class Planted:
     rows = np.flatnonzero(np.isin(indices, PLANTED))
     pairs["image"] = np.array(pairs["image"])
     pairs["image"][rows, :12, :12] = 255
-    pairs["caption"] = np.array(pairs["caption"], dtype=object)
-    for r in rows:
-      pairs["caption"][r] = f"{pairs['caption'][r]} {TRIGGER_WORD}"
-    return pairs
+    return with_trigger_word(pairs, rows)
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +105,7 @@ class TextTrigger:
     rows = np.flatnonzero(np.isin(indices, PLANTED))
     pairs["image"] = np.array(pairs["image"])
     pairs["image"][rows] = self.target
-    pairs["caption"] = np.array(pairs["caption"], dtype=object)
-    for r in rows:
-      pairs["caption"][r] = f"{pairs['caption'][r]} {TRIGGER_WORD}"
-    return pairs
+    return with_trigger_word(pairs, rows)
 
 
 def test_row_shift_flags_the_planted_trigger_token(setup):
