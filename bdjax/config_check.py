@@ -128,7 +128,7 @@ def check_attack(config: ml_collections.ConfigDict) -> None:
   """Checks `config.attack`: a known trigger, a known target class, a poison count or ratio."""
   from bdjax.attacks import triggers  # Imports jax: only after the cheap checks.
   from bdjax.attacks.poison import poison_count
-  from bdjax.data import sources
+  from bdjax.data import eval_sets
 
   attack = config.get("attack")
   if attack is None or attack.kind == "none":
@@ -138,7 +138,7 @@ def check_attack(config: ml_collections.ConfigDict) -> None:
       f"Unknown attack config.attack.kind='{attack.kind}'; choose 'none' or one of "
       f"{', '.join(triggers.NAMES)}."
     )
-  classes = list(sources.class_names(config.data))
+  classes = list(eval_sets.class_names(config.data))
   if attack.target not in classes:
     raise ConfigError(
       f"config.attack.target='{attack.target}' is not a class of the evaluation set; "

@@ -162,3 +162,19 @@ class Retrieval:
       metrics[f"i2t_r{k}"] = recall_at_k(scores, correct, k)
       metrics[f"t2i_r{k}"] = recall_at_k(scores.T, correct.T, k)
     return metrics
+
+
+def build_evaluators(data: Any, attack: Any | None = None) -> tuple[ZeroShot, Retrieval]:
+  """Zero-shot classification (with ASR and RA when there is an `attack`) and retrieval on
+  `data` (a `bdjax.data.eval_sets.EvalData`); the attack's trigger goes on eval-only copies."""
+  backdoor = {}
+  if attack is not None:
+    indices = np.arange(len(data.images))
+    backdoor = dict(
+      triggered=attack.trigger_images(data.images, indices, split="eval"),
+      target=list(data.class_names).index(attack.target),
+    )
+  return (
+    ZeroShot(data.images, data.labels, data.prompts, **backdoor),
+    Retrieval(data.images, data.captions),
+  )

@@ -37,13 +37,13 @@ from bdjax import sharding
 from bdjax.attacks import poison
 from bdjax.checkpoint import StageCheckpoints, latest_checkpoint, load_params
 from bdjax.config_check import ConfigError
-from bdjax.data import pipeline, sources, subsets
+from bdjax.data import eval_sets, pipeline, sources, subsets
 from bdjax.defense_stages import check_defense_stage, edit_stage, select_stage
 from bdjax.defenses.pieces import transforms
 from bdjax.defenses.pieces.losses import KINDS as REDUCTIONS
 from bdjax.defenses.pieces.losses import distillation_term, make_reduction, sown
 from bdjax.defenses.pieces.masks import model_variables
-from bdjax.evaluate import Encoder, Retrieval, ZeroShot, der
+from bdjax.evaluate import Encoder, build_evaluators, der
 from bdjax.metrics_log import MetricsLog
 from bdjax.models import build_model, tokenize
 from bdjax.objectives import NAMES as OBJECTIVES
@@ -103,10 +103,10 @@ class Run:
     if self._attack is None:
       cfg, data = self.config.attack, self.config.data
       source = sources.train_source(data, self.config.seed)
-      prompts = sources.class_prompts(data, cfg.target)
+      prompts = eval_sets.class_prompts(data, cfg.target)
       try:
         self._attack = poison.make_attack(
-          cfg, source, prompts, self.config.seed, sources.caption_mentions
+          cfg, source, prompts, self.config.seed, eval_sets.caption_mentions
         )
       except ValueError as e:  # e.g. more label-consistent poisons than target pairs
         raise ConfigError(f"config.attack: {e} Lower attack.count or attack.ratio.") from None
@@ -425,20 +425,9 @@ def eval_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: in
 def evaluate(r: Run, name: str, params: Any, step: int) -> dict[str, float]:
   """Runs the evaluators of `config.eval` on `params` and logs the metrics under `name`."""
   if r.evaluators is None:
-    data = sources.eval_data(r.config.data, r.config.seed)
+    data = eval_sets.eval_data(r.config.data, r.config.seed)
     r.encoder = Encoder(r.model, r.tokenizer, r.config.eval.batch_size)
-    backdoor = {}
-    if r.attacked:
-      attack = r.attack()
-      indices = np.arange(len(data.images))
-      backdoor = dict(
-        triggered=attack.trigger_images(data.images, indices, split="eval"),
-        target=list(data.class_names).index(attack.target),
-      )
-    r.evaluators = (
-      ZeroShot(data.images, data.labels, data.prompts, **backdoor),
-      Retrieval(data.images, data.captions),
-    )
+    r.evaluators = build_evaluators(data, r.attack() if r.attacked else None)
   metrics = {}
   variables = model_variables(params)
   for evaluator in r.evaluators:

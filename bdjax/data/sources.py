@@ -1,74 +1,82 @@
-"""Builds the training source and the evaluation data a config names (`config.data`).
+"""Builds the training pairs a config names (`config.data`).
 
-`data.source = 'synthetic'` is the embedded dataset (bdjax/data/synthetic.py), generated from
-`config.seed`. Real corpora (CSV, webdataset shards, TFDS) are read by path; their readers are
-added by the real-data issue, and until then a real path stops at start-up with that message.
+    data.source   'synthetic'    the embedded dataset (bdjax/data/synthetic.py), from config.seed
+                  'csv'          CleanCLIP's CSV/TSV: image path (relative to the file) + caption
+                  'webdataset'   img2dataset tar shards, e.g. 'cc3m-{00000..00331}.tar'
+                  'arrayrecord'  ArrayRecord shards written by `python -m bdjax.data.prepare`
+                  'tfds'         a prepared TFDS dataset (name in data.data_dir, or a directory)
+                  'auto'         one of the above, from the form of data.train
+
+Every real source is a random-access `EncodedPairs` (bdjax/data/encoded.py) that decodes
+images to `data.image_size` in `data.threads` threads; paths go through `etils.epath`, so
+bucket URLs work where local paths do.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
-
 import ml_collections
-import numpy as np
 
 from bdjax.data import synthetic
+from bdjax.data.encoded import EncodedPairs
+
+SOURCES = ("synthetic", "csv", "webdataset", "arrayrecord", "tfds")
 
 
-@dataclasses.dataclass(frozen=True)
-class EvalData:
-  """Labelled evaluation images with their captions and the zero-shot class prompts."""
-
-  images: np.ndarray  # uint8 [N, H, W, 3]
-  labels: np.ndarray  # int32 [N]
-  captions: Sequence[str]
-  class_names: Sequence[str]
-  prompts: Sequence[Sequence[str]]  # [C][T]: the prompt templates filled with each class name
-
-
-def train_source(data: ml_collections.ConfigDict, seed: int) -> synthetic.SyntheticPairs:
-  """The training pairs named by `data`."""
-  _require_synthetic(data)
-  return synthetic.SyntheticPairs("train", data.num_train, data.image_size, seed)
-
-
-def eval_data(data: ml_collections.ConfigDict, seed: int) -> EvalData:
-  """The evaluation set named by `data`, rendered into memory."""
-  _require_synthetic(data)
-  split = synthetic.SyntheticPairs("eval", data.num_eval, data.image_size, seed)
-  pairs = split.batch(np.arange(len(split)))
-  prompts = [class_prompts(data, c) for c in class_names(data)]
-  return EvalData(
-    pairs["image"],
-    np.asarray(pairs["label"]),
-    list(pairs["caption"]),
-    synthetic.CLASS_NAMES,
-    prompts,
+def source_kind(data: ml_collections.ConfigDict) -> str:
+  """`data.source`, with 'auto' resolved from the form of `data.train`."""
+  kind = data.source
+  if kind != "auto":
+    return kind
+  path = str(data.train)
+  if path.startswith("tfds:"):
+    return "tfds"
+  if path.endswith((".csv", ".tsv")):
+    return "csv"
+  if ".tar" in path:
+    return "webdataset"
+  if "array_record" in path:
+    return "arrayrecord"
+  raise ValueError(
+    f"data.source='auto' cannot tell the format of data.train='{path}': set data.source to one "
+    f"of {SOURCES[1:]}."
   )
 
 
-def class_names(data: ml_collections.ConfigDict) -> Sequence[str]:
-  """The zero-shot class names of the evaluation set named by `data`."""
-  _require_synthetic(data)
-  return synthetic.CLASS_NAMES
+def train_source(data: ml_collections.ConfigDict, seed: int) -> synthetic.SyntheticPairs | EncodedPairs:
+  """The training pairs named by `data`."""
+  kind = source_kind(data)
+  if kind == "synthetic":
+    return synthetic.SyntheticPairs("train", data.num_train, data.image_size, seed)
+  size, threads = data.image_size, data.get("threads", 0)
+  if kind == "csv":
+    from bdjax.data.csv_pairs import CsvPairs
 
-
-def class_prompts(data: ml_collections.ConfigDict, class_name: str) -> list[str]:
-  """The prompt templates of the evaluation set filled with `class_name`."""
-  _require_synthetic(data)
-  return synthetic.class_prompts(class_name)
-
-
-def caption_mentions(caption: str, class_name: str) -> bool:
-  """Whether `caption` names `class_name` as a whole word (case-insensitive)."""
-  return synthetic.caption_mentions(caption, class_name)
-
-
-def _require_synthetic(data: ml_collections.ConfigDict) -> None:
-  if data.source != "synthetic":
-    raise NotImplementedError(
-      f"data.source='{data.source}' (train={data.get('train')!r}) needs the real-data readers "
-      "(CSV, webdataset, TFDS), which this version of bdjax does not have yet; use "
-      "data.source='synthetic' meanwhile."
+    return CsvPairs(
+      data.train,
+      image_size=size,
+      image_column=data.get("image_column", "image"),
+      caption_column=data.get("caption_column", "caption"),
+      delimiter=data.get("delimiter", ""),
+      threads=threads,
     )
+  if kind == "webdataset":
+    from bdjax.data.webdataset_pairs import WebdatasetPairs
+
+    return WebdatasetPairs(data.train, image_size=size, threads=threads)
+  if kind == "arrayrecord":
+    from bdjax.data.arrayrecord_pairs import ArrayRecordPairs
+
+    return ArrayRecordPairs(data.train, image_size=size, threads=threads)
+  if kind == "tfds":
+    from bdjax.data.tfds_pairs import TfdsPairs
+
+    return TfdsPairs(
+      str(data.train).removeprefix("tfds:"),
+      split=data.get("split", "train"),
+      data_dir=data.get("data_dir", "") or None,
+      image_key=data.get("image_key", "image"),
+      caption_key=data.get("caption_key", "caption"),
+      image_size=size,
+      threads=threads,
+    )
+  raise ValueError(f"Unknown data.source '{kind}': use one of {SOURCES} or 'auto'.")
