@@ -1,17 +1,20 @@
 """Checkpoints with orbax: one `CheckpointManager` per train stage, asynchronous saves.
 
-Layout: `WORKDIR/checkpoints/STAGE/STEP/`. A checkpoint holds the whole train state (step,
-parameters, optimiser state); the data order and the step's PRNG key are functions of the step,
-so restoring the newest checkpoint and continuing gives the same final parameters as a run that
-was never interrupted. Orbax writes into a temporary directory and renames it when complete, so
+Layout: `WORKDIR/checkpoints/STAGE/STEP/`: `default/` holds the whole train state (step,
+parameters, optimiser state), `data/` the input pipeline's iterator state, one JSON file per
+process (grain's orbax handler). The step's PRNG key is a function of the step, so restoring the
+newest checkpoint, data state included, and continuing gives the same final parameters as a run
+that was never interrupted. Orbax writes into a temporary directory and renames it when complete, so
 a run killed mid-save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
+import grain
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
@@ -35,20 +38,41 @@ class StageCheckpoints:
   def __init__(self, workdir: str, stage: str, keep: int = 2):
     self.directory = stage_dir(workdir, stage)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._manager = ocp.CheckpointManager(
+      self.directory,
+      options=options,
+      item_handlers={
+        "default": ocp.StandardCheckpointHandler(),
+        "data": grain.checkpoint.CheckpointHandler(),
+      },
+    )
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state: Any) -> None:
-    """Starts an asynchronous save of `state` at `step` (returns before the write ends)."""
-    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+  def save(self, step: int, state: Any, data: dict[str, Any] | None = None) -> None:
+    """Starts an asynchronous save of `state` at `step` (returns before the write ends), with
+    `data`, the input iterator's state at that step, when given."""
+    items = {"default": ocp.args.StandardSave(state)}
+    if data is not None:  # captured now: the iterator moves on while the save runs
+      items["data"] = grain.checkpoint.CheckpointSave(_SavedState(data))
+    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def restore(self, state_like: Any, step: int | None = None) -> Any:
     """Restores the state at `step` (default newest) into the structure of `state_like`."""
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    items = ocp.args.Composite(default=ocp.args.StandardRestore(abstract))
+    return self._manager.restore(step, args=items)["default"]
+
+  def restore_data(self, iterator: Any, step: int) -> bool:
+    """Sets `iterator` to its state saved at `step`; False if that checkpoint has none (saved
+    without data state, or by an older bdjax)."""
+    if not (self.directory / str(step) / "data").exists():
+      return False
+    items = ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator))
+    self._manager.restore(step, args=items)
+    return True
 
   def wait(self) -> None:
     """Blocks until pending saves are written."""
@@ -58,6 +82,16 @@ class StageCheckpoints:
     """Waits for pending saves and releases the manager."""
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+class _SavedState:
+  """An iterator state captured at save time, in the form grain's orbax handler writes."""
+
+  def __init__(self, state: dict[str, Any]):
+    self._json = json.dumps(state).encode()
+
+  def get_state(self) -> bytes:
+    return self._json
 
 
 def latest_checkpoint(workdir: str, stage: str = "") -> epath.Path | None:

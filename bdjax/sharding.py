@@ -39,6 +39,7 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
 
 
 def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, Any]:
-  """Places a host batch on the mesh, split along `data`."""
+  """Places this process's rows of a global batch on the mesh, split along `data` (with one
+  process: the whole batch)."""
   sharding = batch_sharding(mesh)
-  return {k: jax.device_put(v, sharding) for k, v in batch.items()}
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

@@ -302,6 +302,25 @@ def stage_source(r: Run, name: str, stage: ml_collections.ConfigDict) -> Any:
   return source
 
 
+def stage_data(
+  r: Run, stage: ml_collections.ConfigDict, position: int, source: Any, views: bool
+) -> pipeline.RefillIterator:
+  """The input iterator of a train stage: this process's share of each global batch."""
+  data = r.config.data
+  batches = pipeline.batches(
+    source,
+    stage.batch_size,
+    r.config.seed * 1000 + position,
+    r.tokenizer,
+    views,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    threads=data.get("prefetch", 2),
+    workers=data.get("workers", 0),
+  )
+  return iter(batches)
+
+
 CLEAN_SET_SALT = 7919  # the defender's clean set: the same pairs for every stage and defense
 
 
@@ -324,9 +343,10 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
       print(f"Stage {name} had already stopped early at step {int(state.step)}.", flush=True)
       stage = ml_collections.ConfigDict({**stage.to_dict(), "steps": int(state.step)})
   if int(state.step) < stage.steps:
-    seed = r.config.seed * 1000 + position
     source = stage_source(r, name, stage)
-    data = pipeline.batches(source, stage.batch_size, seed, r.tokenizer, objective.needs_views)
+    data = stage_data(r, stage, position, source, objective.needs_views)
+    if int(state.step) and not checkpoints.restore_data(data, int(state.step)):
+      data.set_state(pipeline.state_at(int(state.step)))
     state = train_loop(
       state,
       make_train_step(r.model, objective, tx, stage_loss(r, stage)),
@@ -339,6 +359,7 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
       checkpoint_every=stage.checkpoint_every,
       log_every=stage.get("log_every", 50),
       desc=name,
+      epoch_size=len(source),
       on_log=lambda step, m: r.log.write(name, step, m, echo=False),
       eval_every=stage.get("eval_every", 0),
       on_eval=stop,

@@ -5,15 +5,16 @@ objective (per-pair losses) -> the stage's `LossWrap` (reduction + extra term) -
 optimiser (an optax chain: defense transforms around the base optimiser) -> new params. The step
 is built once per stage from (model, objective, loss wrap, optimiser), closes over nothing else,
 and is jitted with the state donated. Defenses change only the wrap and the optimiser.
-The loop feeds it the batch of step `t` and the key `fold_in(stage_key, t)`, both functions of
-`t` alone, so a run resumed from a checkpoint continues exactly as if never stopped.
+The loop feeds it the next batch of the input iterator, whose state is saved with every
+checkpoint, and the key `fold_in(stage_key, t)`, so a run resumed from a checkpoint continues
+exactly as if never stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import chex
@@ -21,6 +22,7 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import numpy as np
 import optax
 from tqdm.auto import tqdm
@@ -132,7 +134,7 @@ def make_train_step(
 def train_loop(
   state: TrainState,
   step_fn: Callable,
-  data: Any,
+  data: Iterator[dict[str, np.ndarray]],
   *,
   steps: int,
   key: jax.Array,
@@ -145,43 +147,82 @@ def train_loop(
   eval_every: int = 0,
   on_eval: Callable[[int, Any], bool | None] | None = None,
   desc: str = "train",
+  epoch_size: int = 0,
 ) -> TrainState:
   """Runs `step_fn` from `state.step` to `steps`, saving every `checkpoint_every` steps.
 
   Losses stay on the device between logs; at each log and before each save they are fetched
   and checked, so a non-finite loss raises `NonFiniteLossError` before any bad state is saved.
-  `data[t]` is the host batch of step `t`; `on_eval(step, params)` runs every `eval_every` steps
-  and may return True to end the stage there (its state is saved first).
+  `data` yields this process's host batch of each step (`bdjax.data.pipeline`); its state is
+  saved with each checkpoint. Pairs the pipeline left out are counted in the logs
+  (`skipped_*`, totals over all processes) and, every epoch of `epoch_size` pairs, printed.
+  `on_eval(step, params)` runs every `eval_every` steps and may return True to end the stage
+  there (its state is saved first).
   """
   start = int(state.step)
   pending: list[Metrics] = []
+  skipped = _SkipCounter(data, batch_size, epoch_size, desc)
   bar = tqdm(total=steps, initial=start, desc=desc, dynamic_ncols=True, mininterval=1.0)
   tick, tick_step = time.perf_counter(), start
+  save = lambda step: checkpoints.save(step, state, getattr(data, "get_state", lambda: None)())
   try:
     for t in range(start, steps):
-      state, metrics = step_fn(state, sharding.put_batch(data[t], mesh), jax.random.fold_in(key, t))
+      batch = next(data)
+      batch.pop("skipped", None)  # counted in the iterator's state
+      state, metrics = step_fn(state, sharding.put_batch(batch, mesh), jax.random.fold_in(key, t))
       pending.append(metrics)
       done = t + 1
-      save = done % checkpoint_every == 0 or done == steps
-      if save or done % log_every == 0:
+      saving = done % checkpoint_every == 0 or done == steps
+      if saving or done % log_every == 0:
         means = _check_and_average(jax.device_get(pending), done, checkpoints)
         pending = []
         now = time.perf_counter()
         means["pairs_per_s"] = (done - tick_step) * batch_size / (now - tick)
+        means.update(skipped.totals())
         tick, tick_step = now, done
         bar.update(done - bar.n)
         bar.set_postfix(loss=f"{means['loss']:.4f}", pairs_s=f"{means['pairs_per_s']:.0f}")
         on_log(done, means)
-      if save:
-        checkpoints.save(done, state)
+      skipped.end_of_step(done)
+      if saving:
+        save(done)
       if eval_every and done % eval_every == 0 and on_eval is not None:
         if on_eval(done, state.params):
-          if not save:
-            checkpoints.save(done, state)
+          if not saving:
+            save(done)
           break
   finally:
     bar.close()
   return state
+
+
+class _SkipCounter:
+  """Pairs left out by the pipeline: totals (all processes) for the logs, and a line per epoch."""
+
+  def __init__(self, data: Any, batch_size: int, epoch_size: int, desc: str):
+    self.data, self.batch_size, self.epoch_size, self.desc = data, batch_size, epoch_size, desc
+
+  def totals(self) -> dict[str, float]:
+    """`skipped_REASON`: totals so far over all processes, once any pair was left out."""
+    local = getattr(self.data, "skipped_total", None)
+    if local is None:
+      return {}
+    counts = np.asarray(list(local.values()), np.int64)
+    if jax.process_count() > 1:
+      counts = np.asarray(multihost_utils.process_allgather(counts)).sum(0)
+    if not counts.any():
+      return {}
+    return {f"skipped_{k}": float(v) for k, v in zip(local, counts)}
+
+  def end_of_step(self, done: int) -> None:
+    size = self.epoch_size
+    if not size or (done * self.batch_size) // size == ((done - 1) * self.batch_size) // size:
+      return
+    epoch = (done * self.batch_size) // size
+    totals = self.totals()  # every process takes part in the gather
+    if totals:
+      left_out = ", ".join(f"{k.removeprefix('skipped_')} {int(v)}" for k, v in totals.items())
+      print(f"{self.desc}: epoch {epoch} ends at step {done}; pairs left out so far: {left_out}.")
 
 
 def _check_and_average(history: list[dict], step: int, checkpoints: StageCheckpoints) -> dict:

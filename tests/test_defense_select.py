@@ -71,10 +71,11 @@ def train(model, params, source, tok, cfg, tx=None):
   objective = make_objective(shrunk("tiny").objective)
   step = make_train_step(model, objective, tx)
   state = TrainState.create(jax.tree.map(np.array, params), tx)  # the step donates its state
-  data = pipeline.batches(source, cfg.batch_size, 0, tok)
+  data = iter(pipeline.batches(source, cfg.batch_size, 0, tok))
   mesh = sharding.data_mesh()
   for t in range(cfg.steps):
-    state, _ = step(state, sharding.put_batch(data[t], mesh), jax.random.key(t))
+    batch = {k: v for k, v in next(data).items() if k != "skipped"}
+    state, _ = step(state, sharding.put_batch(batch, mesh), jax.random.key(t))
   return state.params
 
 

@@ -85,9 +85,9 @@ def test_a_poisoned_example_does_not_depend_on_its_batch():
 @pytest.mark.parametrize("batch_size", [8, 25])
 def test_an_epoch_sees_exactly_the_poisoned_pairs_whatever_the_batch_size(batch_size):
   attack = make()
-  data = pipeline.batches(poison.PoisonedPairs(SOURCE, attack), batch_size, seed=1, tokenizer=tok)
-  steps = len(SOURCE) // batch_size
-  flagged = np.concatenate([data[t]["index"][data[t]["is_poisoned"]] for t in range(steps)])
+  data = iter(pipeline.batches(poison.PoisonedPairs(SOURCE, attack), batch_size, 1, tok))
+  epoch = [next(data) for _ in range(len(SOURCE) // batch_size)]
+  flagged = np.concatenate([b["index"][b["is_poisoned"]] for b in epoch])
   np.testing.assert_array_equal(np.sort(flagged), attack.indices)
 
 
@@ -103,7 +103,7 @@ def test_two_hosts_loading_halves_of_the_global_batch_see_what_one_host_sees():
 
 
 def test_clean_pipeline_flags_nothing():
-  batch = pipeline.batches(SOURCE, 16, seed=0, tokenizer=tok)[0]
+  batch = next(iter(pipeline.batches(SOURCE, 16, seed=0, tokenizer=tok)))
   assert batch["is_poisoned"].dtype == bool and not batch["is_poisoned"].any()
 
 

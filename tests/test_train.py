@@ -113,7 +113,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     new = state.replace(step=step, params={"w": state.params["w"] + loss})
     return new, {"loss": loss, "grad_norm": jnp.float32(1.0)}
 
-  data = [{"x": np.zeros((jax.device_count(),), np.float32)}] * 20
+  data = iter([{"x": np.zeros((jax.device_count(),), np.float32)}] * 20)
   ckpts = StageCheckpoints(str(tmp_path), "train")
   with pytest.raises(NonFiniteLossError, match=r"step 7.*step 5"):
     train_loop(

@@ -147,10 +147,10 @@ class PoisonedPairs:
     return len(self.source)
 
   def batch(self, indices: np.ndarray) -> dict[str, Any]:
-    indices = np.asarray(indices, np.int64)
     pairs = dict(self.source.batch(indices))
+    indices = np.asarray(pairs["index"], np.int64)  # a real source may leave some out
     flags = self.attack.is_poisoned(indices)
-    pairs["is_poisoned"] = flags
+    pairs["is_poisoned"] = flags | np.asarray(pairs.get("is_poisoned", False), bool)
     if flags.any():
       rows = np.flatnonzero(flags)
       pairs["image"] = np.array(pairs["image"])

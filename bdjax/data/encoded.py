@@ -94,6 +94,8 @@ class EncodedPairs(abc.ABC):
   def decoded(self, index: int) -> tuple[np.ndarray | None, Record, int | None]:
     """(image or None, record, skip reason or None) of pair `index`."""
     record = self.read(int(index))
+    if record.image is None:
+      return None, record, SKIP_REASONS.index("bad_image")
     if not record.caption.strip():
       return None, record, SKIP_REASONS.index("empty_caption")
     try:

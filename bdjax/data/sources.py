@@ -15,6 +15,7 @@ bucket URLs work where local paths do.
 from __future__ import annotations
 
 import ml_collections
+from etils import epath
 
 from bdjax.data import synthetic
 from bdjax.data.encoded import EncodedPairs
@@ -36,13 +37,21 @@ def source_kind(data: ml_collections.ConfigDict) -> str:
     return "webdataset"
   if "array_record" in path:
     return "arrayrecord"
+  folder = epath.Path(path)
+  if folder.is_dir():
+    if (folder / "prepare_summary.json").exists() or any(folder.glob("*.array_record-*")):
+      return "arrayrecord"
+    if (folder / "dataset_info.json").exists() or any(folder.glob("*/dataset_info.json")):
+      return "tfds"
   raise ValueError(
     f"data.source='auto' cannot tell the format of data.train='{path}': set data.source to one "
     f"of {SOURCES[1:]}."
   )
 
 
-def train_source(data: ml_collections.ConfigDict, seed: int) -> synthetic.SyntheticPairs | EncodedPairs:
+def train_source(
+  data: ml_collections.ConfigDict, seed: int
+) -> synthetic.SyntheticPairs | EncodedPairs:
   """The training pairs named by `data`."""
   kind = source_kind(data)
   if kind == "synthetic":

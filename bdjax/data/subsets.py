@@ -53,6 +53,6 @@ class Weighted:
 
   def batch(self, indices: np.ndarray) -> dict[str, Any]:
     pairs = dict(self.source.batch(indices))
-    chosen = np.isin(np.asarray(indices, np.int64), self.indices)
+    chosen = np.isin(np.asarray(pairs["index"], np.int64), self.indices)
     pairs["weight"] = np.where(chosen, self.weight, 1.0).astype(np.float32)
     return pairs

@@ -3,7 +3,8 @@
     pair scores   'loss':        l_i = CLIP per-pair loss of pair i in a batch of random others
                   'similarity':  s_i = cos(image_i, text_i)
     row scores    'row_shift':   d_v = ||E[v] - E_ref[v]||_2 over the rows v of a token table
-    keep          the `count` lowest or highest, ties broken by index
+    keep          the `count` lowest or highest, ties broken by index; pairs a real source
+                  left out (bad image, empty caption) score NaN and are never kept
 
 Backdoored pairs are learned fastest and matched most confidently, so they sit at the low end of
 the loss (ABL) and the high end of the similarity (UBT); a trigger token's row moves most when
@@ -34,8 +35,8 @@ def keep(scores: np.ndarray, count: int, end: str) -> np.ndarray:
   if end not in ("lowest", "highest"):
     raise ValueError(f"keep: end is '{end}'; use 'lowest' or 'highest'.")
   scores = np.asarray(scores, np.float64)
-  order = np.argsort(scores if end == "lowest" else -scores, kind="stable")
-  return np.sort(order[: int(count)])
+  order = np.argsort(scores if end == "lowest" else -scores, kind="stable")  # NaN sort last
+  return np.sort(order[: min(int(count), int(np.isfinite(scores).sum()))])
 
 
 def row_shift(table: jax.Array, reference: jax.Array) -> np.ndarray:
@@ -57,6 +58,7 @@ def score_pairs(
 
   The last batch is filled up with pairs from the start of the order, whose second scores are
   dropped, so every batch has `batch_size` pairs (the 'loss' of a pair depends on its batch).
+  Pairs the source leaves out (bad image, empty caption) score NaN.
   """
   if score not in PAIR_SCORES:
     raise ValueError(f"Unknown pair score '{score}'; choose one of {', '.join(PAIR_SCORES)}.")
@@ -64,13 +66,13 @@ def score_pairs(
   order = np.random.default_rng(seed).permutation(n)
   padded = np.concatenate([order, order[: (-n) % batch_size]])
   fn = jax.jit(lambda v, images, tokens: _scores(model, v, images, tokens, score))
-  scores = np.empty(n, np.float32)
+  scores = np.full(n, np.nan, np.float32)
   for start in range(0, n, batch_size):
-    idx = padded[start : start + batch_size]
-    pairs = source.batch(idx)
+    pairs = source.batch(padded[start : start + batch_size])
     values = np.asarray(fn(variables, pairs["image"], tokenizer(list(pairs["caption"]))))
-    real = slice(0, min(batch_size, n - start))
-    scores[idx[real]] = values[real]
+    got = np.asarray(pairs["index"], np.int64)
+    first = np.isnan(scores[got])  # the fill-up pairs of the last batch keep their first score
+    scores[got[first]] = values[first]
   return scores
 
 
