@@ -14,6 +14,13 @@
 `der(backdoored, defended)` is BackdoorBench's defense effectiveness rating between two
 evaluations. `Encoder` holds the jitted tower functions; evaluators call it in fixed-size
 chunks (the last one padded) so each tower compiles once.
+
+Images may be an ndarray or a lazy array-like (`bdjax.data.eval_sets.LazyImages`: a real
+evaluation set decoded on demand). The `Encoder` takes one chunk at a time (`images[i:i+b]`), so
+a lazy set is only ever decoded a chunk at a time, the next chunk while the accelerator embeds
+the previous one. The triggered copies for ASR are lazy too: `build_evaluators` gives `ZeroShot`
+a view that applies the attack's trigger to each chunk as it is embedded, and `ZeroShot` only
+asks it for the images outside the target class.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import jax
 import numpy as np
 
 from bdjax.data.augment import normalize
+from bdjax.data.eval_sets import Rows, take_rows
 
 
 class Encoder:
@@ -39,22 +47,32 @@ class Encoder:
     self._images = jax.jit(lambda p, x: model.apply(p, normalize(x), method="encode_image"))
     self._texts = jax.jit(lambda p, t: model.apply(p, t, method="encode_text"))
 
-  def images(self, params: Any, images: np.ndarray) -> np.ndarray:
-    """uint8 [N, H, W, 3] -> L2-normalised [N, D]."""
+  def images(self, params: Any, images: Any) -> np.ndarray:
+    """uint8 [N, H, W, 3] (an ndarray or a lazy array-like) -> L2-normalised [N, D]."""
     return self._chunked(self._images, params, images)
 
   def texts(self, params: Any, texts: Sequence[str]) -> np.ndarray:
     """N strings -> L2-normalised [N, D]."""
     return self._chunked(self._texts, params, self.tokenizer(list(texts)))
 
-  def _chunked(self, fn, params, x: np.ndarray) -> np.ndarray:
+  def _chunked(self, fn, params, x: Any) -> np.ndarray:
+    """`fn` over `x` in chunks of `batch_size`. Only one chunk of `x` is loaded at a time
+    (`x[i:i+b]`: a lazy array decodes it then), while the accelerator still embeds the previous
+    one (jax dispatches asynchronously; its result is fetched after the next chunk is loaded)."""
     out, n, b = [], len(x), self.batch_size
+    pending = None  # (result, rows) of the chunk dispatched last
     for i in range(0, n, b):
-      chunk = x[i : i + b]
-      pad = b - len(chunk)
-      if pad:
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-      out.append(np.asarray(fn(params, chunk))[: b - pad])
+      chunk = np.asarray(x[i : i + b])
+      rows = len(chunk)
+      if rows < b:
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - rows, axis=0)])
+      result = fn(params, chunk)
+      del chunk
+      if pending is not None:
+        out.append(np.asarray(pending[0])[: pending[1]])
+      pending = (result, rows)
+    if pending is not None:
+      out.append(np.asarray(pending[0])[: pending[1]])
     return np.concatenate(out)
 
 
@@ -102,20 +120,22 @@ class ZeroShot:
 
   def __init__(
     self,
-    images: np.ndarray,
+    images: Any,
     labels: np.ndarray,
     prompts: Sequence[Sequence[str]],
-    triggered: np.ndarray | None = None,
+    triggered: Any | None = None,
     target: int | None = None,
   ):
-    """`triggered[i]` is `images[i]` with the trigger; `target` the attack's class index."""
+    """`triggered[i]` is `images[i]` with the trigger; `target` the attack's class index.
+
+    `images` and `triggered` are ndarrays or lazy array-likes (loaded a chunk at a time)."""
     if (triggered is None) != (target is None):
       raise ValueError("Give both `triggered` images and the `target` class, or neither.")
     self.images, self.labels, self.prompts = images, np.asarray(labels), prompts
     self.target = target
     if triggered is not None:
-      keep = self.labels != target  # only these count for ASR and RA: encode only them
-      self.triggered, self.triggered_labels = triggered[keep], self.labels[keep]
+      keep = np.flatnonzero(self.labels != target)  # only these count for ASR and RA
+      self.triggered, self.triggered_labels = take_rows(triggered, keep), self.labels[keep]
 
   def run(self, encoder: Encoder, params: Any) -> dict[str, float]:
     classes = class_embeddings(encoder, params, self.prompts)
@@ -150,7 +170,7 @@ def recall_at_k(scores: np.ndarray, correct: np.ndarray, k: int) -> float:
 class Retrieval:
   """Image<->text recall@{1,5,10} on held-out pairs."""
 
-  def __init__(self, images: np.ndarray, captions: Sequence[str]):
+  def __init__(self, images: Any, captions: Sequence[str]):
     self.images, self.captions = images, list(captions)
 
   def run(self, encoder: Encoder, params: Any) -> dict[str, float]:
@@ -164,17 +184,24 @@ class Retrieval:
     return metrics
 
 
-def build_evaluators(data: Any, attack: Any | None = None) -> tuple[ZeroShot, Retrieval]:
-  """Zero-shot classification (with ASR and RA when there is an `attack`) and retrieval on
-  `data` (a `bdjax.data.eval_sets.EvalData`); the attack's trigger goes on eval-only copies."""
+def build_evaluators(data: Any, attack: Any | None = None) -> tuple[Any, ...]:
+  """The evaluators of `data` (a `bdjax.data.eval_sets.EvalData`): zero-shot classification,
+  with ASR and RA when there is an `attack`, and retrieval when the set has captions (a real
+  classification set has none).
+
+  The attack's trigger goes on eval-only copies, made lazily a chunk at a time: image i is
+  `attack.trigger_images(images[i], [i], split='eval')`, keyed by its index in the set."""
   backdoor = {}
   if attack is not None:
-    indices = np.arange(len(data.images))
+
+    def trigger(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+      return attack.trigger_images(images, indices, split="eval")
+
     backdoor = dict(
-      triggered=attack.trigger_images(data.images, indices, split="eval"),
+      triggered=Rows(data.images, np.arange(len(data.images)), trigger),
       target=list(data.class_names).index(attack.target),
     )
-  return (
-    ZeroShot(data.images, data.labels, data.prompts, **backdoor),
-    Retrieval(data.images, data.captions),
-  )
+  evaluators: tuple[Any, ...] = (ZeroShot(data.images, data.labels, data.prompts, **backdoor),)
+  if data.captions is not None:
+    evaluators += (Retrieval(data.images, data.captions),)
+  return evaluators
