@@ -104,7 +104,7 @@ def latest_checkpoint(workdir: str, stage: str = "") -> epath.Path | None:
         found.extend(ocp.utils.checkpoint_steps_paths(d))
   if stage:
     return max(found, key=lambda p: int(p.name), default=None)
-  return max(found, key=lambda p: p.stat().mtime, default=None)
+  return max(found, key=lambda p: (p.stat().mtime, int(p.name)), default=None)  # mtime: seconds
 
 
 def load_params(workdir: str, stage: str = "") -> Any:

@@ -90,29 +90,30 @@ def check_training_config(config: ml_collections.ConfigDict) -> None:
 
 
 def check_data(config: ml_collections.ConfigDict) -> None:
-  """Checks that the data the config reads exists (the embedded dataset always does)."""
+  """Checks that the data the config reads is named, and exists where it is a plain path (the
+  readers check formats, shards and rows when the run opens them, before any training)."""
   data = config.data
-  if data.source == "synthetic":
-    return
-  for key in ("train", "eval"):
-    path = data.get(key, "")
+  for key, source in (("train", data.source), ("eval", data.get("eval_source", "synthetic"))):
+    if source == "synthetic":
+      continue
+    path = str(data.get(key, ""))
     if not path:
       raise ConfigError(
-        f"config.data.{key} is empty but data.source='{data.source}' reads "
-        f"files: pass --config.data.{key}=PATH to your dataset (see README, "
-        "'Real data')."
+        f"config.data.{key} is empty but it is read from '{source}' data: pass "
+        f"--config.data.{key}=PATH to your dataset (see README, 'Real data'), or run "
+        "configs/demo.py on the embedded dataset."
       )
-    if not epath.Path(path).exists():
+    plain = not any(ch in path for ch in "{*?") and not path.startswith("tfds:")
+    if plain and source != "tfds" and not epath.Path(path).exists():
       raise ConfigError(
         f"Dataset path '{path}' (config.data.{key}) does not exist. Point "
         f"--config.data.{key}=PATH at your copy of the dataset (see README, "
         "'Real data'), or run configs/demo.py on the embedded dataset."
       )
-  raise ConfigError(
-    f"data.source='{data.source}' reads real corpora (CSV, webdataset, TFDS), "
-    "which this version of bdjax cannot read yet; until then use "
-    "data.source='synthetic' (configs/demo.py)."
-  )
+  if data.get("eval_source", "synthetic") != "synthetic":
+    from bdjax.data import eval_sets  # opens the labels, never an image
+
+    eval_sets.class_names(data)
 
 
 def check_config(config: ml_collections.ConfigDict | None) -> None:
@@ -142,7 +143,7 @@ def check_attack(config: ml_collections.ConfigDict) -> None:
   if attack.target not in classes:
     raise ConfigError(
       f"config.attack.target='{attack.target}' is not a class of the evaluation set; "
-      f"choose one of: {', '.join(classes)}."
+      f"choose one of: {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}."
     )
   try:
     poison_count(1, attack.count, attack.ratio)

@@ -2,8 +2,19 @@
 
 seed                     every random choice of the run flows from it
 stages                   names of the config sections to run, in order (see stages.py)
-data.source              'synthetic' (embedded) | a real-data reader (later: 'csv', ...)
-data.train, data.eval    paths of real data ('' for the embedded dataset)
+data.source              'synthetic' (embedded) | 'csv' | 'webdataset' | 'arrayrecord' | 'tfds' |
+                         'auto' (from the form of data.train): bdjax/data/sources.py
+data.train               the training corpus: CSV/TSV file, tar shard pattern
+                         ('cc3m-{00000..00331}.tar'), ArrayRecord directory, TFDS name or dir
+data.split, data_dir     TFDS split and data directory of data.train
+data.image_column, caption_column, delimiter   CSV columns and delimiter ('' = by extension)
+data.image_key, caption_key                    TFDS feature names
+data.threads             image-decoding threads per loaded batch (0 = one per core, <= 16)
+data.prefetch            batches loaded ahead (threads); data.workers: worker processes (0 = none)
+data.eval_source         'synthetic' | 'imagenet' (val folder + labels) | 'tfds' (classification)
+data.eval                the evaluation set: ImageNet val folder, or TFDS name or dir
+data.eval_split, eval_data_dir, eval_max       TFDS split and dir; evaluate the first N (0 = all)
+data.templates           zero-shot prompts of real eval sets: 'openai' (CLIP's 80) | 'cifar'
 data.num_train/num_eval  sizes of the embedded dataset's splits
 data.image_size          input resolution
 model                    see bdjax/models/build.py (`model_config(preset)`)
@@ -79,7 +90,29 @@ def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collecti
   c.seed = 0
   c.stages = ("train", "eval")
   c.data = ml_collections.ConfigDict(
-    dict(source="synthetic", train="", eval="", num_train=20_000, num_eval=1_000, image_size=32)
+    dict(
+      source="synthetic",
+      train="",
+      split="train",
+      data_dir="",
+      image_column="image",
+      caption_column="caption",
+      delimiter="",
+      image_key="image",
+      caption_key="caption",
+      threads=0,
+      prefetch=2,
+      workers=0,
+      eval_source="synthetic",
+      eval="",
+      eval_split="test",
+      eval_data_dir="",
+      eval_max=0,
+      templates="openai",
+      num_train=20_000,
+      num_eval=1_000,
+      image_size=32,
+    )
   )
   c.model = model_config(model)
   c.objective = ml_collections.ConfigDict(
@@ -217,7 +250,9 @@ def study_config(
   """Pre-training on a real corpus as in the seed study; the data path comes from the user."""
   c = base_config(model, objective)
   c.name = f"{dataset} {objective} pre-training ({model})"
-  c.data.update(source="csv", train="", eval="", image_size=c.model.image.size)
+  c.data.update(
+    source="auto", train="", eval_source="imagenet", eval="", image_size=c.model.image.size
+  )
   batch = STUDY_BATCH[objective]
   steps = 64 * STUDY_DATASETS[dataset] // batch
   c.train.update(

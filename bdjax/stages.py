@@ -51,7 +51,7 @@ from bdjax.objectives import make_objective
 from bdjax.optimizer import make_optimizer
 from bdjax.report import write_report
 from bdjax.sweep import check_sweep, choose, sweep_point
-from bdjax.train import LossWrap, TrainState, make_train_step, train_loop
+from bdjax.train import LossWrap, TrainState, make_train_step, skipped_totals, train_loop
 
 
 @dataclasses.dataclass
@@ -71,6 +71,8 @@ class Run:
   encoder: Encoder | None = None
   evaluators: tuple | None = None
   _attack: poison.Attack | None = None
+  _corpus: Any = None
+  notes: list = dataclasses.field(default_factory=list)  # lines for the report
 
   def tokenizer(self, texts):
     return tokenize(texts, context_length=self.config.model.text.context_length)
@@ -78,9 +80,18 @@ class Run:
   def key(self, position: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(self.config.seed), position)
 
+  def corpus(self) -> Any:
+    """The training corpus of `config.data`, opened (and checked) once."""
+    if self._corpus is None:
+      try:
+        self._corpus = sources.train_source(self.config.data, self.config.seed)
+      except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"config.data.train: {e}") from None
+    return self._corpus
+
   def train_pairs(self, poisoned: bool = True) -> Any:
     """The training pairs: with the attack's poison when the run has one and `poisoned`."""
-    source = sources.train_source(self.config.data, self.config.seed)
+    source = self.corpus()
     if self.attacked and poisoned:
       source = poison.PoisonedPairs(source, self.attack())
     return source
@@ -102,7 +113,7 @@ class Run:
     """The run's attack, built once; its poisoned indices are saved in the workdir."""
     if self._attack is None:
       cfg, data = self.config.attack, self.config.data
-      source = sources.train_source(data, self.config.seed)
+      source = self.corpus()
       prompts = eval_sets.class_prompts(data, cfg.target)
       try:
         self._attack = poison.make_attack(
@@ -132,7 +143,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   if not (sweep and sweep.get("choices", ())):
     _run_stages(r, names, 0)
     if r.results:
-      print(write_report(workdir, config.get("name", "bdjax run"), r.results))
+      print(write_report(workdir, config.get("name", "bdjax run"), r.results, r.notes))
     return r.results
   first = names.index(sweep.key.split(".")[0])
   _run_stages(r, names[:first], 0)
@@ -364,6 +375,10 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
       eval_every=stage.get("eval_every", 0),
       on_eval=stop,
     )
+    left_out = skipped_totals(data)
+    if left_out:
+      counts = ", ".join(f"{v} {k}" for k, v in left_out.items())
+      r.notes.append(f"Stage {name} left out pairs it could not use (all epochs): {counts}.")
   checkpoints.close()
   r.params = {k: v for k, v in state.params.items() if k != "teacher"}
   r.step = start + int(state.step)

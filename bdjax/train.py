@@ -196,6 +196,18 @@ def train_loop(
   return state
 
 
+def skipped_totals(data: Any) -> dict[str, int]:
+  """The pairs an input iterator left out so far, by reason, summed over all processes (every
+  process must call it); {} when none was."""
+  local = getattr(data, "skipped_total", None)
+  if local is None:
+    return {}
+  counts = np.asarray(list(local.values()), np.int64)
+  if jax.process_count() > 1:
+    counts = np.asarray(multihost_utils.process_allgather(counts)).sum(0)
+  return {k: int(v) for k, v in zip(local, counts)} if counts.any() else {}
+
+
 class _SkipCounter:
   """Pairs left out by the pipeline: totals (all processes) for the logs, and a line per epoch."""
 
@@ -204,15 +216,7 @@ class _SkipCounter:
 
   def totals(self) -> dict[str, float]:
     """`skipped_REASON`: totals so far over all processes, once any pair was left out."""
-    local = getattr(self.data, "skipped_total", None)
-    if local is None:
-      return {}
-    counts = np.asarray(list(local.values()), np.int64)
-    if jax.process_count() > 1:
-      counts = np.asarray(multihost_utils.process_allgather(counts)).sum(0)
-    if not counts.any():
-      return {}
-    return {f"skipped_{k}": float(v) for k, v in zip(local, counts)}
+    return {f"skipped_{k}": float(v) for k, v in skipped_totals(self.data).items()}
 
   def end_of_step(self, done: int) -> None:
     size = self.epoch_size
