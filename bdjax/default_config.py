@@ -15,6 +15,9 @@ data.eval_source         'synthetic' | 'imagenet' (val folder + labels) | 'tfds'
 data.eval                the evaluation set: ImageNet val folder, or TFDS name or dir
 data.eval_split, eval_data_dir, eval_max       TFDS split and dir; evaluate the first N (0 = all)
 data.templates           zero-shot prompts of real eval sets: 'openai' (CLIP's 80) | 'cifar'
+data.image_views, text_views   the SSL objectives' second views: bdjax/data/augment.py policies
+data.flip                random horizontal flip of the training images (off: captions say
+                         'left' and 'right')
 data.num_train/num_eval  sizes of the embedded dataset's splits
 data.image_size          input resolution
 model                    see bdjax/models/build.py (`model_config(preset)`)
@@ -109,6 +112,9 @@ def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collecti
       eval_data_dir="",
       eval_max=0,
       templates="openai",
+      image_views="simple",
+      text_views="delete_swap",
+      flip=False,
       num_train=20_000,
       num_eval=1_000,
       image_size=32,

@@ -328,6 +328,8 @@ def stage_data(
     process_count=jax.process_count(),
     threads=data.get("prefetch", 2),
     workers=data.get("workers", 0),
+    text_views=data.get("text_views", "delete_swap"),
+    flip=data.get("flip", False),
   )
   return iter(batches)
 
@@ -360,7 +362,9 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
       data.set_state(pipeline.state_at(int(state.step)))
     state = train_loop(
       state,
-      make_train_step(r.model, objective, tx, stage_loss(r, stage)),
+      make_train_step(
+        r.model, objective, tx, stage_loss(r, stage), r.config.data.get("image_views", "simple")
+      ),
       data,
       steps=stage.steps,
       key=r.key(position + 1),

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from bdjax import sharding
 from bdjax.checkpoint import StageCheckpoints
-from bdjax.data.augment import augment_images, normalize
+from bdjax.data.augment import normalize, view_images
 from bdjax.defenses.pieces import losses as reductions
 from bdjax.defenses.pieces.masks import model_variables
 from bdjax.objectives import Objective
@@ -75,6 +75,7 @@ def model_outputs(
   rng: jax.Array,
   with_views: bool,
   capture: bool = False,
+  image_views: str = "simple",
 ) -> tuple[dict, dict | None]:
   """The model's outputs on the batch and, if `with_views`, on augmented views of it.
 
@@ -93,7 +94,7 @@ def model_outputs(
     return {**out, "intermediates": state["intermediates"]}, None
   if not with_views:
     return model.apply(variables, images, tokens), None
-  images = jnp.concatenate([images, augment_images(rng, images)])
+  images = jnp.concatenate([images, view_images(rng, batch["image"], images, image_views)])
   tokens = jnp.concatenate([tokens, batch["view_tokens"]])
   out = model.apply(variables, images, tokens)
   half = images.shape[0] // 2
@@ -107,12 +108,16 @@ def make_train_step(
   objective: Objective,
   tx: optax.GradientTransformation,
   wrap: LossWrap = LossWrap(),
+  image_views: str = "simple",
 ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
   """The jitted train step for `objective` wrapped by `wrap`, updating with `tx`; the state is
-  donated."""
+  donated. SSL objectives see second image views drawn by the `image_views` policy
+  (bdjax/data/augment.py)."""
 
   def loss_fn(params, batch, rng):
-    out, views = model_outputs(model, params, batch, rng, objective.needs_views, wrap.capture)
+    out, views = model_outputs(
+      model, params, batch, rng, objective.needs_views, wrap.capture, image_views
+    )
     per_pair, terms = objective.fn(out, views)
     loss, more = wrap.reduce(per_pair, batch)
     if wrap.extra is not None:

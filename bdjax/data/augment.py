@@ -38,6 +38,18 @@ def augment_images(rng: jax.Array, images: jax.Array, min_scale: float = 0.5) ->
   return jax.vmap(lambda k, x: _augment_one(k, x, min_scale))(keys, images)
 
 
+IMAGE_VIEWS = ("simple",)
+TEXT_VIEWS = ("delete_swap",)
+
+
+def view_images(rng: jax.Array, pixels: jax.Array, images: jax.Array, policy: str) -> jax.Array:
+  """The second view of a batch, normalised: `pixels` are the uint8 images, `images` the same
+  normalised. 'simple' is `augment_images` on the normalised images."""
+  if policy == "simple":
+    return augment_images(rng, images)
+  raise ValueError(f"Unknown image view policy '{policy}'; choose one of {IMAGE_VIEWS}.")
+
+
 def _augment_one(rng: jax.Array, image: jax.Array, min_scale: float) -> jax.Array:
   k_area, k_pos, k_flip, k_bright, k_contrast = jax.random.split(rng, 5)
   height, width = image.shape[:2]
@@ -54,8 +66,12 @@ def _augment_one(rng: jax.Array, image: jax.Array, min_scale: float) -> jax.Arra
   return (out - mean) * contrast + mean + brightness
 
 
-def augment_caption(caption: str, rng: np.random.Generator, p_delete: float = 0.1) -> str:
+def augment_caption(
+  caption: str, rng: np.random.Generator, policy: str = "delete_swap", p_delete: float = 0.1
+) -> str:
   """Deletes each word with probability `p_delete` (keeping at least one), then swaps two."""
+  if policy not in TEXT_VIEWS:
+    raise ValueError(f"Unknown text view policy '{policy}'; choose one of {TEXT_VIEWS}.")
   words = caption.split()
   if len(words) < 2:
     return caption

@@ -8,8 +8,9 @@
               global batch a single process would
     load      `source.batch(indices)`: images decoded (and poisoned, for a `PoisonedPairs`
               source) and captions tokenised; for SSL objectives also `view_tokens`, an
-              augmented caption drawn from a generator seeded by (seed, t). The image views are
-              drawn on the device.
+              augmented caption drawn from a generator seeded by (seed, t) (policy
+              `text_views`), and with `flip` a random half of the images mirrored. The image
+              views are drawn on the device.
     prefetch  `data.threads` batches loaded ahead in threads; with `data.workers > 0`, grain
               worker processes load them (output order unchanged)
     refill    a real source leaves out pairs it cannot use (bad image, empty caption) and
@@ -60,6 +61,8 @@ def batches(
   process_count: int = 1,
   threads: int = 2,
   workers: int = 0,
+  text_views: str = "delete_swap",
+  flip: bool = False,
 ) -> grain.IterDataset:
   """An endless `IterDataset` of this process's share (`batch_size / process_count` rows) of
   each global batch; `iter(...)` gives an iterator with `get_state` / `set_state`."""
@@ -79,7 +82,7 @@ def batches(
     .batch(batch_size, drop_remainder=True)
     .map(lambda idx: np.asarray(idx)[first : first + local])
   )
-  load = lambda idx, rng: _load(source, idx, tokenizer, rng if with_views else None)
+  load = lambda idx, rng: _load(source, idx, tokenizer, rng, with_views and text_views, flip)
   loaded = indices.random_map(load, seed=seed).to_iter_dataset(
     grain.ReadOptions(num_threads=max(1, threads), prefetch_buffer_size=max(1, threads))
   )
@@ -89,7 +92,12 @@ def batches(
 
 
 def _load(
-  source: PairSource, indices: np.ndarray, tokenizer: Tokenizer, rng: np.random.Generator | None
+  source: PairSource,
+  indices: np.ndarray,
+  tokenizer: Tokenizer,
+  rng: np.random.Generator,
+  text_views: str | bool,
+  flip: bool,
 ) -> dict[str, np.ndarray]:
   pairs = source.batch(indices)
   n = len(pairs["index"])
@@ -101,8 +109,13 @@ def _load(
     "weight": np.asarray(pairs.get("weight", np.ones(n)), np.float32),
     "skipped": np.asarray(pairs.get("skipped", np.zeros(len(SKIP_REASONS))), np.int64),
   }
-  if rng is not None:
-    batch["view_tokens"] = tokenizer([augment_caption(c, rng) for c in pairs["caption"]])
+  if text_views:
+    views = [augment_caption(c, rng, text_views) for c in pairs["caption"]]
+    batch["view_tokens"] = tokenizer(views)
+  if flip:  # drawn after the caption views, which stay as they are without flips
+    rows = np.flatnonzero(rng.random(n) < 0.5)
+    batch["image"] = np.array(batch["image"])
+    batch["image"][rows] = batch["image"][rows, :, ::-1]
   return batch
 
 
