@@ -159,7 +159,9 @@ def train_loop(
   Losses stay on the device between logs; at each log and before each save they are fetched
   and checked, so a non-finite loss raises `NonFiniteLossError` before any bad state is saved.
   `data` yields this process's host batch of each step (`bdjax.data.pipeline`); its state is
-  saved with each checkpoint. Pairs the pipeline left out are counted in the logs
+  saved with each checkpoint. The logs give `data_wait`, the fraction of the time the loop
+  waited for the next batch (the input pipeline is the bottleneck when it is large), and
+  count the pairs the pipeline left out
   (`skipped_*`, totals over all processes) and, every epoch of `epoch_size` pairs, printed.
   `on_eval(step, params)` runs every `eval_every` steps and may return True to end the stage
   there (its state is saved first).
@@ -168,11 +170,13 @@ def train_loop(
   pending: list[Metrics] = []
   skipped = _SkipCounter(data, batch_size, epoch_size, desc)
   bar = tqdm(total=steps, initial=start, desc=desc, dynamic_ncols=True, mininterval=1.0)
-  tick, tick_step = time.perf_counter(), start
+  tick, tick_step, waited = time.perf_counter(), start, 0.0
   save = lambda step: checkpoints.save(step, state, getattr(data, "get_state", lambda: None)())
   try:
     for t in range(start, steps):
+      before = time.perf_counter()
       batch = next(data)
+      waited += time.perf_counter() - before
       batch.pop("skipped", None)  # counted in the iterator's state
       state, metrics = step_fn(state, sharding.put_batch(batch, mesh), jax.random.fold_in(key, t))
       pending.append(metrics)
@@ -183,8 +187,9 @@ def train_loop(
         pending = []
         now = time.perf_counter()
         means["pairs_per_s"] = (done - tick_step) * batch_size / (now - tick)
+        means["data_wait"] = waited / (now - tick)  # fraction of the time spent waiting for data
         means.update(skipped.totals())
-        tick, tick_step = now, done
+        tick, tick_step, waited = now, done, 0.0
         bar.update(done - bar.n)
         bar.set_postfix(loss=f"{means['loss']:.4f}", pairs_s=f"{means['pairs_per_s']:.0f}")
         on_log(done, means)

@@ -4,6 +4,8 @@ uninterrupted run sees."""
 
 import json
 import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -13,6 +15,7 @@ from PIL import Image, ImageDraw
 from bdjax import stages
 from bdjax.checkpoint import load_params
 from bdjax.config_check import ConfigError
+from tests.conftest import ROOT
 from tests.test_train import tiny_config
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
@@ -88,3 +91,43 @@ def test_a_corpus_that_cannot_be_opened_stops_before_training(tmp_path):
   config = csv_config(tmp_path / "train.csv")
   with pytest.raises(ConfigError, match=r"config.data.train: .*train.csv.*no column"):
     stages.run(config, str(tmp_path / "run"))
+
+
+def test_from_a_csv_to_arrayrecord_shards_to_a_run_evaluated_on_an_imagenet_folder(
+  tmp_path, corpus, run_main
+):
+  """The README's path for real data, through the command line: prepare, then train and
+  evaluate with the same entry point as every run."""
+  shards = tmp_path / "shards"
+  prepared = subprocess.run(
+    [sys.executable, "-m", "bdjax.data.prepare", f"--input={corpus}", f"--output={shards}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert prepared.returncode == 0, prepared.stderr
+  summary = json.loads((shards / "prepare_summary.json").read_text())
+  assert summary["pairs_written"] == 57 and summary["skipped"] == {
+    "bad_image": 2,
+    "empty_caption": 1,
+  }
+  val = tmp_path / "val"
+  val.mkdir()
+  rows = ["image,label"]
+  for i in range(6):
+    Image.new("RGB", (40, 40), list(COLOURS.values())[i % 3]).save(val / f"{i}.jpg")
+    rows.append(f"{i}.jpg,{i % 3}")
+  (val / "labels.csv").write_text("\n".join(rows) + "\n")
+  result = run_main(
+    "--config=configs/tiny.py",
+    f"--workdir={tmp_path / 'run'}",
+    "--config.data.source=auto",
+    f"--config.data.train={shards}",
+    "--config.data.eval_source=imagenet",
+    f"--config.data.eval={val}",
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = (tmp_path / "run" / "report.md").read_text()
+  assert "| eval | 8 |" in report and "i2t_r1" not in report  # no captions: no retrieval
+  assert "left out" not in report  # prepare already dropped the bad pairs
