@@ -44,7 +44,7 @@ _W = flags.DEFINE_integer("source_width", 400, "Width of the written JPEGs.")
 _H = flags.DEFINE_integer("source_height", 300, "Height of the written JPEGs.")
 _SIZE = flags.DEFINE_integer("size", 224, "Training resolution (shorter side, then centre crop).")
 _BATCH = flags.DEFINE_integer("batch", 64, "Batch size.")
-_THREADS = flags.DEFINE_multi_integer("threads", [1, 2], "Decoding threads to measure with.")
+_THREADS = flags.DEFINE_multi_integer("decode_threads", [1, 2], "Decoding threads to measure with.")
 _SHARDS = 4
 
 

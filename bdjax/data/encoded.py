@@ -4,9 +4,9 @@ A real source (CSV, webdataset shards, ArrayRecord, TFDS) only says how to `read
 encoded image bytes, its caption and whether the corpus marks it as a backdoor pair. This module
 turns a batch of indices into the pipeline's batch, decoding the images in a thread pool:
 
-    decode      PIL, reduced while decoding where the format allows (JPEG draft mode), the
-                shorter side resized to `image_size` (bicubic), then the centre square
-                (CLIP's and CleanCLIP's `Resize` + `CenterCrop`)
+    decode      PIL, reduced while decoding where the format allows (JPEG draft mode), then
+                the centre square resized to `image_size` (bicubic) in one pass: CLIP's and
+                CleanCLIP's `Resize` (shorter side) + `CenterCrop`, up to sub-pixel rounding
 
 Bad input never stops a run and never passes silently: a pair whose image cannot be read or
 decoded (missing file, corrupt or truncated data) or whose caption is empty is left out of the
@@ -44,7 +44,7 @@ class Record:
 
 
 def decode_image(data: bytes | None, size: int) -> np.ndarray:
-  """RGB uint8 [size, size, 3]: shorter side resized to `size` (bicubic), centre square.
+  """RGB uint8 [size, size, 3]: the centre square, resized to `size` (bicubic).
 
   Raises `BadImage` for missing, corrupt or truncated data.
   """
@@ -56,12 +56,11 @@ def decode_image(data: bytes | None, size: int) -> np.ndarray:
         img.draft("RGB", (size, size))  # decode at the smallest scale >= size (fast)
       img = img.convert("RGB")
       w, h = img.size
-      scale = size / min(w, h)
-      new = (max(size, round(w * scale)), max(size, round(h * scale)))
-      if new != (w, h):
-        img = img.resize(new, Image.Resampling.BICUBIC)
-      left, top = (new[0] - size) // 2, (new[1] - size) // 2
-      img = img.crop((left, top, left + size, top + size))
+      side = min(w, h)  # the centre square, resized in one pass (`box`): no pixel computed twice
+      left, top = (w - side) / 2, (h - side) / 2
+      if (w, h) != (size, size):
+        box = (left, top, left + side, top + side)
+        img = img.resize((size, size), Image.Resampling.BICUBIC, box=box)
       return np.asarray(img, np.uint8)
   except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
     raise BadImage(str(e)) from None
