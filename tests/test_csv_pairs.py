@@ -101,3 +101,14 @@ def test_an_empty_dataset_stops_at_start_up(tmp_path):
   (tmp_path / "empty.csv").write_text("")
   with pytest.raises(ValueError, match="is empty"):
     CsvPairs(str(tmp_path / "empty.csv"), 16)
+
+
+def test_a_grain_random_access_source_yielding_image_caption_index(tmp_path):
+  import grain
+
+  names = write_images(tmp_path, 3)
+  rows = [(names[0], "one"), ("images/missing.jpg", "gone"), (names[2], "three")]
+  pairs = CsvPairs(str(write_csv(tmp_path / "train.csv", rows)), 8)
+  examples = list(grain.MapDataset.source(pairs).to_iter_dataset())  # the bad pair dropped
+  assert [(e["caption"], e["index"]) for e in examples] == [("one", 0), ("three", 2)]
+  assert examples[0]["image"].shape == (8, 8, 3)

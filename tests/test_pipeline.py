@@ -147,3 +147,19 @@ def test_caption_augmentation_keeps_words_and_never_empties():
   for _ in range(50):
     view = augment_caption(caption, rng)
     assert view and set(view.split()) <= set(caption.split())
+
+
+def test_worker_processes_load_the_same_batches_in_the_same_order_and_resume():
+  from absl import flags
+
+  flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags (main parses them)
+  expected = take(batches(), 12)
+  it = batches(workers=2)
+  first = take(it, 7)
+  state = it.get_state()
+  resumed = batches(workers=2)
+  resumed.set_state(state)
+  got = first + take(resumed, 5)
+  for a, b in zip(expected, got):
+    np.testing.assert_array_equal(a["index"], b["index"])
+    np.testing.assert_array_equal(a["image"], b["image"])

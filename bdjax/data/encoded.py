@@ -102,6 +102,19 @@ class EncodedPairs(abc.ABC):
     except BadImage:
       return None, record, SKIP_REASONS.index("bad_image")
 
+  def __getitem__(self, index: int) -> dict[str, Any] | None:
+    """Pair `index` as grain's random-access sources give it: {image, caption, index,
+    is_poisoned}, or None for a pair that is left out (grain drops Nones)."""
+    image, record, _ = self.decoded(index)
+    if image is None:
+      return None
+    return {
+      "image": image,
+      "caption": record.caption,
+      "index": int(index),
+      "is_poisoned": record.is_backdoor,
+    }
+
   def batch(self, indices: np.ndarray) -> dict[str, Any]:
     indices = np.asarray(indices, np.int64)
     results = list(self._executor().map(self.decoded, indices))
