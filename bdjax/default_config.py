@@ -15,7 +15,9 @@ data.eval_source         'synthetic' | 'imagenet' (val folder + labels) | 'tfds'
 data.eval                the evaluation set: ImageNet val folder, or TFDS name or dir
 data.eval_split, eval_data_dir, eval_max       TFDS split and dir; evaluate the first N (0 = all)
 data.templates           zero-shot prompts of real eval sets: 'openai' (CLIP's 80) | 'cifar'
-data.image_views, text_views   the SSL objectives' second views: bdjax/data/augment.py policies
+data.image_views         the SSL objectives' second image views: 'simple' (crop, flip, jitter)
+                         | 'autoaugment' (+ two AutoAugment ops per image): data/augment.py
+data.text_views          their caption views: 'delete_swap' | 'eda' (CleanCLIP's EDA)
 data.flip                random horizontal flip of the training images (off: captions say
                          'left' and 'right')
 data.num_train/num_eval  sizes of the embedded dataset's splits
@@ -257,7 +259,13 @@ def study_config(
   c = base_config(model, objective)
   c.name = f"{dataset} {objective} pre-training ({model})"
   c.data.update(
-    source="auto", train="", eval_source="imagenet", eval="", image_size=c.model.image.size
+    source="auto",
+    train="",
+    eval_source="imagenet",
+    eval="",
+    image_size=c.model.image.size,
+    image_views="autoaugment",  # CleanCLIP's views of the in-modal objective
+    text_views="eda",
   )
   batch = STUDY_BATCH[objective]
   steps = 64 * STUDY_DATASETS[dataset] // batch
