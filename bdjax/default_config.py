@@ -22,8 +22,12 @@ data.flip                random horizontal flip of the training images (off: cap
                          'left' and 'right')
 data.num_train/num_eval  sizes of the embedded dataset's splits
 data.image_size          input resolution
+mesh.data, fsdp, model   device mesh axis sizes (-1 = the rest); leaves with fewer than
+                         mesh.min_shard_size elements replicated, larger ones split: sharding.py
 model                    see bdjax/models/build.py (`model_config(preset)`)
 objective.name           'clip' | 'clip_ssl' | 'cyclip' | 'siglip' (+ their weights)
+objective.loss_form      'global' (jit on the global batch) | 'local' (shard_map: each device's
+                         rows against the gathered embeddings): same losses and gradients
 train.steps, batch_size (global), lr (peak), warmup_steps, weight_decay, b1, b2, eps,
 train.grad_clip_norm (0 = off), checkpoint_every, keep_checkpoints, log_every,
 train.eval_every         evaluate every N steps during training (0 = only in eval stages)
@@ -122,10 +126,16 @@ def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collecti
       image_size=32,
     )
   )
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1, min_shard_size=2**14))
   c.model = model_config(model)
   c.objective = ml_collections.ConfigDict(
     dict(
-      name="clip", clip_weight=1.0, inmodal_weight=1.0, lambda_inmodal=0.25, lambda_crossmodal=0.25
+      name="clip",
+      clip_weight=1.0,
+      inmodal_weight=1.0,
+      lambda_inmodal=0.25,
+      lambda_crossmodal=0.25,
+      loss_form="global",
     )
   )
   c.objective.name = objective

@@ -14,7 +14,9 @@ from absl import app, flags, logging
 from etils import epath
 from ml_collections import config_flags
 
-from bdjax import config_check
+import jax
+
+from bdjax import config_check, distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file, PATH[:ARG].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and report.")
@@ -39,6 +41,10 @@ def main(argv: list[str]) -> None:
     _fail(f"No --workdir given. {config_check.USAGE}.")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
+  try:
+    distributed.initialize()  # before anything uses JAX
+  except distributed.DistributedError as e:
+    _fail(str(e), status=1)
   config = _CONFIG.value
   try:
     config_check.check_config(config)
@@ -54,7 +60,8 @@ def main(argv: list[str]) -> None:
     config_check.check_same_run(workdir / "config.json", resolved)
   except config_check.ConfigError as e:
     _fail(str(e))
-  (workdir / "config.json").write_text(resolved)
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(resolved)
   print(f"bdjax: {config.get('name', 'run')} -> {workdir}", flush=True)
 
   from bdjax.train import NonFiniteLossError

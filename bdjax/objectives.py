@@ -38,8 +38,33 @@ class Objective:
   needs_views: bool = False
 
 
-def make_objective(cfg: ml_collections.ConfigDict) -> Objective:
-  """Builds the objective named `cfg.name` with its weights from `cfg`."""
+LOSS_FORMS = ("global", "local", "ring")
+
+
+def make_objective(
+  cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None, form: str = ""
+) -> Objective:
+  """Builds the objective named `cfg.name` with its weights from `cfg`, in the loss form
+  `form` (default `cfg.loss_form`, else 'global'): 'global' computes it on the global batch
+  under `jax.jit`; 'local' (needs `mesh`) in a `shard_map`, each device's rows against the
+  gathered embeddings; 'ring' (SigLIP only) passes the text embeddings around the devices
+  instead of gathering them (bdjax/sharded_loss.py). All give the same losses and gradients."""
+  form = form or cfg.get("loss_form", "global")
+  if form not in LOSS_FORMS:
+    raise ValueError(f"Unknown objective.loss_form '{form}'; choose one of {LOSS_FORMS}.")
+  if form == "ring" and cfg.name != "siglip":
+    raise ValueError(f"objective.loss_form='ring' is SigLIP's; '{cfg.name}' has 'global', 'local'.")
+  if form != "global" and mesh is not None:
+    from bdjax import sharded_loss
+    from bdjax.sharding import BATCH_AXES
+
+    ring = form == "ring"
+    fn = sharded_loss.local_objective_fn(cfg.name, cfg, mesh, BATCH_AXES, siglip_ring=ring)
+    return Objective(cfg.name, fn, needs_views=cfg.name == "clip_ssl")
+  return _global_objective(cfg)
+
+
+def _global_objective(cfg: ml_collections.ConfigDict) -> Objective:
   name = cfg.name
   if name == "clip":
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 from etils import epath
 
 COLUMNS = (
@@ -34,11 +35,13 @@ def markdown_table(rows: Sequence[dict]) -> str:
 
 
 def write_report(workdir: str, title: str, rows: Sequence[dict], notes: Sequence[str] = ()) -> str:
-  """Writes `WORKDIR/report.md` (title, notes, table; metrics in %) and returns its text."""
+  """Writes `WORKDIR/report.md` (title, notes, table; metrics in %; process 0 only) and returns
+  its text."""
   text = f"# {title}\n\n" + "".join(f"{n}\n\n" for n in notes) + markdown_table(rows) + "\n"
-  path = epath.Path(workdir) / "report.md"
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(text)
+  if jax.process_index() == 0:
+    path = epath.Path(workdir) / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
   return text
 
 

@@ -137,7 +137,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   per value in `WORKDIR/KEY=VALUE/` (the stages before it run once and are shared), and the
   point with the highest `ca_top1` among those with `asr_top1 < sweep.max_asr` is chosen.
   """
-  r = Run(config, workdir, build_model(config.model), sharding.data_mesh(), MetricsLog(workdir))
+  try:
+    mesh = sharding.make_mesh(config.get("mesh"))
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  r = Run(config, workdir, build_model(config.model), mesh, MetricsLog(workdir))
   names = list(config.stages)
   sweep = config.get("sweep", None)
   if not (sweep and sweep.get("choices", ())):
@@ -340,12 +344,15 @@ CLEAN_SET_SALT = 7919  # the defender's clean set: the same pairs for every stag
 def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: int) -> None:
   """Trains the current parameters with the stage's objective, loss and optimiser; resumable."""
   sharding.check_batch_size(stage.batch_size, r.mesh)
-  objective = make_objective(stage.get("objective", r.config.objective))
+  objective = make_objective(stage.get("objective", r.config.objective), r.mesh)
   params, start = stage_start(r, name, stage)
   tx = stage_optimizer(r, stage, params)
-  state = jax.jit(TrainState.create, static_argnums=1, out_shardings=sharding.replicated(r.mesh))(
-    params, tx
+  state_sharding = sharding.tree_shardings(
+    jax.eval_shape(lambda p: TrainState.create(p, tx), params),
+    r.mesh,
+    r.config.get("mesh", {}).get("min_shard_size", sharding.MIN_SHARD_SIZE),
   )
+  state = jax.jit(TrainState.create, static_argnums=1, out_shardings=state_sharding)(params, tx)
   checkpoints = StageCheckpoints(r.workdir, name, stage.get("keep_checkpoints", 2))
   best = _BestCheckpoint(r, name, stage.get("select_below", 0.0))
   stop = _stopper(r, name, stage, start, best)
@@ -363,7 +370,12 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
     state = train_loop(
       state,
       make_train_step(
-        r.model, objective, tx, stage_loss(r, stage), r.config.data.get("image_views", "simple")
+        r.model,
+        objective,
+        tx,
+        stage_loss(r, stage),
+        r.config.data.get("image_views", "simple"),
+        state_sharding,
       ),
       data,
       steps=stage.steps,

@@ -109,10 +109,11 @@ def make_train_step(
   tx: optax.GradientTransformation,
   wrap: LossWrap = LossWrap(),
   image_views: str = "simple",
+  state_sharding: Any = None,
 ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
   """The jitted train step for `objective` wrapped by `wrap`, updating with `tx`; the state is
-  donated. SSL objectives see second image views drawn by the `image_views` policy
-  (bdjax/data/augment.py)."""
+  donated and keeps `state_sharding` (bdjax/sharding.py) when given. SSL objectives see second
+  image views drawn by the `image_views` policy (bdjax/data/augment.py)."""
 
   def loss_fn(params, batch, rng):
     out, views = model_outputs(
@@ -133,7 +134,9 @@ def make_train_step(
     metrics = {"loss": loss, "scale": scale, "grad_norm": optax.tree.norm(grads), **terms}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-  return jax.jit(step, donate_argnums=0)
+  if state_sharding is None:
+    return jax.jit(step, donate_argnums=0)
+  return jax.jit(step, donate_argnums=0, out_shardings=(state_sharding, None))
 
 
 def train_loop(
