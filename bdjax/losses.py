@@ -22,10 +22,11 @@ against integer labels ``y``, ``arange = (0, ..., N-1)``):
 Global batch and sharding
 -------------------------
 The functions are written on *global* arrays. Under ``jax.jit`` with inputs
-sharded along the batch axis (GSPMD), XLA inserts the collectives needed to
-form the ``N x N`` similarity matrices, so the negatives of every pair come
-from the whole global batch, as in the reference code (which all-gathers
-before computing the loss). Calling them on a per-device shard (e.g. inside
+sharded along the batch axis (GSPMD), XLA inserts the collectives needed for
+the ``N x N`` similarity matrices (split by rows, ``n x N`` per device, on XLA
+CPU: bench/loss_memory.py), so the negatives of every pair come from the whole
+global batch, as in the reference code (which all-gathers before computing the
+loss); bdjax/sharded_loss.py writes the same split out in ``shard_map``. Calling them on a per-device shard (e.g. inside
 ``shard_map`` / ``pmap`` without gathering first) would silently compute a
 per-device loss with only local negatives -- a known anti-pattern.
 

@@ -4,15 +4,18 @@ process because the device count is fixed when JAX starts)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import jax
+import numpy as np
 import ml_collections
 import pytest
 from jax.sharding import AbstractMesh, PartitionSpec as P
 
 from bdjax import sharding
+from bdjax.checkpoint import load_params
 from tests.conftest import ROOT
 
 MESH_4x2 = AbstractMesh((4, 2, 1), sharding.AXES)
@@ -74,3 +77,34 @@ def test_three_steps_on_a_4x2_mesh_equal_three_steps_on_one_device(form):
     assert abs(r["loss_1"] - r["loss_8"]) <= 1e-5 * max(1.0, abs(r["loss_1"])), r
     assert abs(r["grad_norm_1"] - r["grad_norm_8"]) <= 1e-5 * max(1.0, r["grad_norm_1"]), r
     assert r["param_diff"] <= 1e-5, r
+
+
+def main_on(devices, *args):
+  env = {
+    **os.environ,
+    "PYTHONPATH": str(ROOT),
+    "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    "JAX_PLATFORMS": "cpu",
+  }
+  return subprocess.run(
+    [sys.executable, "-m", "bdjax.main", *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
+
+
+def test_a_checkpoint_saved_on_8_devices_resumes_on_2(tmp_path):
+  """Orbax restores into the shardings of the run that reads it: 8 -> 2 devices."""
+  args = ["--config=configs/tiny.py", "--config.mesh.fsdp=2", "--config.mesh.min_shard_size=64"]
+  whole = main_on(8, *args, f"--workdir={tmp_path}")
+  assert whole.returncode == 0, whole.stderr[-3000:]
+  final = load_params(str(tmp_path), "train")
+  shutil.rmtree(tmp_path / "checkpoints" / "train" / "8")  # as if stopped after step 4's save
+  resumed = main_on(2, *args, f"--workdir={tmp_path}")
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "Resuming stage train from its checkpoint at step 4" in resumed.stdout
+  again = load_params(str(tmp_path), "train")
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), final, again)
