@@ -16,6 +16,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -68,8 +69,9 @@ class StageCheckpoints:
   def restore_data(self, iterator: Any, step: int) -> bool:
     """Sets `iterator` to its state saved at `step`; False if that checkpoint has none (saved
     without data state, or by an older bdjax)."""
-    if not (self.directory / str(step) / "data").exists():
-      return False
+    name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    if not (self.directory / str(step) / "data" / name).exists():
+      return False  # none saved, or by another number of processes
     items = ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(iterator))
     self._manager.restore(step, args=items)
     return True
@@ -109,7 +111,7 @@ def latest_checkpoint(workdir: str, stage: str = "") -> epath.Path | None:
 
 def load_params(workdir: str, stage: str = "") -> Any:
   """The parameters of the newest checkpoint in `workdir` (of `stage` if given), as a pytree
-  of arrays.
+  of NumPy arrays, whatever devices saved it.
 
   Raises FileNotFoundError naming the directory when the run has no such checkpoint.
   """
@@ -120,5 +122,11 @@ def load_params(workdir: str, stage: str = "") -> Any:
       f"No checkpoint{of} under '{checkpoints_root(workdir)}': train "
       "a model there first (python -m bdjax.main --workdir=...)."
     )
-  restored = ocp.StandardCheckpointer().restore(path / "default")
-  return restored["params"]
+  checkpointer = ocp.StandardCheckpointer()
+  here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # whatever device saved it
+  target = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
+    checkpointer.metadata(path / "default").item_metadata,
+  )
+  restored = checkpointer.restore(path / "default", target)
+  return jax.tree.map(np.asarray, restored["params"])

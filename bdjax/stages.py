@@ -359,7 +359,8 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
   if checkpoints.latest_step() is not None:
     state = checkpoints.restore(state)
     print(f"Resuming stage {name} from its checkpoint at step {int(state.step)}.", flush=True)
-    if int(state.step) < stage.steps and stop(int(state.step), state.params):
+    rechecks = bool(stage.get("stop_below", {}).get("metric", ""))  # did it stop there?
+    if rechecks and int(state.step) < stage.steps and stop(int(state.step), state.params):
       print(f"Stage {name} had already stopped early at step {int(state.step)}.", flush=True)
       stage = ml_collections.ConfigDict({**stage.to_dict(), "steps": int(state.step)})
   if int(state.step) < stage.steps:
