@@ -23,7 +23,7 @@ test: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff
-	$(BIN)/ruff format bdjax tests configs && $(BIN)/ruff check --select F bdjax tests configs
+	$(BIN)/ruff format bdjax tests configs bench launch && $(BIN)/ruff check --select F bdjax tests configs bench launch
 
 clean:
 	rm -rf $(VENV) workdir *.egg-info
