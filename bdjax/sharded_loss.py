@@ -52,6 +52,8 @@ import ml_collections
 import optax
 from jax.sharding import Mesh, PartitionSpec as P
 
+from bdjax.losses import _compute_dtype  # the same dtype rule as the global form
+
 __all__ = [
   "NAMES",
   "clip_per_pair_local",
@@ -73,14 +75,6 @@ _PRECISION = jax.lax.Precision.HIGHEST
 # ---------------------------------------------------------------------------------------------
 # Helpers (inside `shard_map`).
 # ---------------------------------------------------------------------------------------------
-
-
-def _compute_dtype(*arrays: chex.Array) -> jnp.dtype:
-  """At least float32: bf16/f16 -> f32, f32 -> f32, f64 -> f64."""
-  dtype = jnp.result_type(*arrays)
-  if not jnp.issubdtype(dtype, jnp.floating):
-    dtype = jnp.float32
-  return jnp.promote_types(dtype, jnp.float32)
 
 
 def _cast(dtype: jnp.dtype, *arrays: chex.Array) -> list[chex.Array]:
