@@ -97,8 +97,8 @@ def edit_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: in
     new = edit.reset_rows(table, _table(r.params), table, r.sets[stage.rows], stage.get("pad", 0))
     r.params, r.step = _with_table(reference, new), step
   elif op == "shrink_perturb":
-    fresh = r.init_params(position + 1)
-    r.params = edit.shrink_perturb(r.params, fresh, stage.shrink, stage.perturb)
+    fresh = r.init_params(position + 1)["params"]  # BatchNorm statistics are kept as they are
+    r.params = {**r.params, "params": edit.shrink_perturb(r.params["params"], fresh, stage.shrink, stage.perturb)}
 
 
 def check_defense_stage(

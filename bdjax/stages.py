@@ -42,7 +42,7 @@ from bdjax.defense_stages import check_defense_stage, edit_stage, select_stage
 from bdjax.defenses.pieces import transforms
 from bdjax.defenses.pieces.losses import KINDS as REDUCTIONS
 from bdjax.defenses.pieces.losses import distillation_term, make_reduction, sown
-from bdjax.defenses.pieces.masks import model_variables
+from bdjax.defenses.pieces.masks import MODEL_COLLECTIONS, model_variables
 from bdjax.evaluate import Encoder, build_evaluators, der
 from bdjax.metrics_log import MetricsLog
 from bdjax.models import build_model, tokenize
@@ -252,7 +252,7 @@ def stage_start(r: Run, name: str, stage: ml_collections.ConfigDict) -> tuple[An
     params, start = r.params, r.step
   teacher = stage.get("distill", {}).get("teacher", "")
   if teacher:
-    params = {**params, "teacher": r.outputs[teacher][0]["params"]}
+    params = {**params, "teacher": model_variables(r.outputs[teacher][0])}
   return params, start
 
 
@@ -291,7 +291,7 @@ def _check_blocks(r: Run, stage: ml_collections.ConfigDict) -> None:
   images = jax.ShapeDtypeStruct((1, size, size, 3), np.float32)
   _, state = jax.eval_shape(
     lambda p, x: r.model.apply(p, x, method="encode_image", mutable=["intermediates"]),
-    r.params,
+    model_variables(r.params),
     images,
   )
   try:
@@ -496,7 +496,8 @@ def load_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: in
     params = load_params(stage.workdir, stage.get("stage", ""))
   except FileNotFoundError as e:
     raise ConfigError(f"config.{name}.workdir: {e}") from None
-  r.params = jax.device_put({"params": params["params"]}, sharding.replicated(r.mesh))
+  model = {k: params[k] for k in MODEL_COLLECTIONS if k in params}
+  r.params = jax.device_put(model, sharding.replicated(r.mesh))
   r.step = int(latest_checkpoint(stage.workdir, stage.get("stage", "")).name)
   print(f"Loaded the parameters of {stage.workdir}.", flush=True)
 

@@ -2,7 +2,8 @@
 
 One step:  batch -> normalise (+ augmented views for SSL) -> model.apply -> embeddings ->
 objective (per-pair losses) -> the stage's `LossWrap` (reduction + extra term) -> grad ->
-optimiser (an optax chain: defense transforms around the base optimiser) -> new params. The step
+optimiser (an optax chain: defense transforms around the base optimiser) -> new params (and,
+for a BatchNorm tower, the running statistics of this batch in `params['batch_stats']`). The step
 is built once per stage from (model, objective, loss wrap, optimiser), closes over nothing else,
 and is jitted with the state donated. Defenses change only the wrap and the optimiser.
 The loop feeds it the next batch of the input iterator, whose state is saved with every
@@ -76,31 +77,39 @@ def model_outputs(
   with_views: bool,
   capture: bool = False,
   image_views: str = "simple",
-) -> tuple[dict, dict | None]:
-  """The model's outputs on the batch and, if `with_views`, on augmented views of it.
+) -> tuple[dict, dict | None, Any]:
+  """The model's outputs on the batch, on augmented views of it if `with_views`, and the
+  updated BatchNorm statistics (None for models without `batch_stats`).
 
-  Both views go through the towers in one call (a batch of 2B) so the step stays one program.
-  With `capture`, `outputs['intermediates']` holds what the towers sowed (no views then).
+  Both views go through the towers in one call (a batch of 2B) so the step stays one program;
+  BatchNorm then normalises with the statistics of both views together, as the reference code
+  does with its concatenated batch. With `capture`, `outputs['intermediates']` holds what the
+  towers sowed (no views then). The towers run in training mode: BatchNorm uses the global
+  batch's statistics (a cross-device reduction under jit) and updates its running ones.
   """
   chex.assert_rank([batch["image"], batch["tokens"]], [4, 2])
   chex.assert_equal_shape_prefix([batch["image"], batch["tokens"]], 1)
   images = normalize(batch["image"])
   tokens = batch["tokens"]
   variables = model_variables(params)
+  mutable = (["batch_stats"] if "batch_stats" in variables else []) + (
+    ["intermediates"] if capture else []
+  )
+  if capture and with_views:
+    raise ValueError("Capturing intermediates is not supported with augmented views.")
+  if with_views:
+    images = jnp.concatenate([images, view_images(rng, batch["image"], images, image_views)])
+    tokens = jnp.concatenate([tokens, batch["view_tokens"]])
+  out, state = model.apply(variables, images, tokens, train=True, mutable=mutable)
+  stats = state.get("batch_stats")
   if capture:
-    if with_views:
-      raise ValueError("Capturing intermediates is not supported with augmented views.")
-    out, state = model.apply(variables, images, tokens, mutable=["intermediates"])
-    return {**out, "intermediates": state["intermediates"]}, None
+    out = {**out, "intermediates": state["intermediates"]}
   if not with_views:
-    return model.apply(variables, images, tokens), None
-  images = jnp.concatenate([images, view_images(rng, batch["image"], images, image_views)])
-  tokens = jnp.concatenate([tokens, batch["view_tokens"]])
-  out = model.apply(variables, images, tokens)
+    return out, None, stats
   half = images.shape[0] // 2
   first = {k: (v[:half] if v.ndim else v) for k, v in out.items()}
   second = {k: (v[half:] if v.ndim else v) for k, v in out.items()}
-  return first, second
+  return first, second, stats
 
 
 def make_train_step(
@@ -116,7 +125,7 @@ def make_train_step(
   image views drawn by the `image_views` policy (bdjax/data/augment.py)."""
 
   def loss_fn(params, batch, rng):
-    out, views = model_outputs(
+    out, views, stats = model_outputs(
       model, params, batch, rng, objective.needs_views, wrap.capture, image_views
     )
     per_pair, terms = objective.fn(out, views)
@@ -124,13 +133,15 @@ def make_train_step(
     if wrap.extra is not None:
       term, extra_terms = wrap.extra(params, batch, out)
       loss, more = loss + term, {**more, **extra_terms}
-    return loss, ({**terms, **more}, out["scale"])
+    return loss, ({**terms, **more}, out["scale"], stats)
 
   def step(state: TrainState, batch: Batch, rng: jax.Array):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, (terms, scale)), grads = grad_fn(state.params, batch, rng)
+    (loss, (terms, scale, stats)), grads = grad_fn(state.params, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    if stats is not None:  # running statistics: not a gradient's to change (frozen in `tx`)
+      params = {**params, "batch_stats": stats}
     metrics = {"loss": loss, "scale": scale, "grad_norm": optax.tree.norm(grads), **terms}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 

@@ -9,9 +9,12 @@ Model config layout (``config.model``; keys marked ``=`` have the given default)
     logit_bias_init: float | None        = None; SigLIP's bias b (e.g. -10.0)
     act: 'quick_gelu' | 'gelu'           = 'quick_gelu'; transformer MLP activation
     image:
-      kind: 'vit' | 'cnn'
+      kind: 'vit' | 'cnn' | 'resnet'
       size: int                          input resolution (e.g. 32, 224)
       patch_size, width, depth, heads    (vit)
+      layers: tuple[int, int, int, int]  (resnet) Bottleneck blocks per stage, e.g. RN50 (3, 4, 6, 3)
+      width, heads                       (resnet) stem width (64 for RN50); attention-pool heads
+                                         (None = 32 width / 64, as OpenAI)
       mlp_ratio: float                   = 4.0 (vit)
       widths: tuple[int, ...]            (cnn) channels of the stem and each stride-2 stage
       pool: 'max' | 'mean'               = 'max' (cnn) global pooling before the projection
@@ -36,6 +39,7 @@ import ml_collections
 
 from .clip import CLIP
 from .cnn import ConvTower
+from .resnet import ModifiedResNet
 from .text import TextTransformer
 from .transformer import activation
 from .vit import VisionTransformer
@@ -43,6 +47,8 @@ from .vit import VisionTransformer
 _TEXT_OPENAI = dict(
   context_length=77, vocab_size=49408, width=512, depth=12, heads=8, mlp_ratio=4.0
 )
+_TEXT_OPENAI_640 = dict(_TEXT_OPENAI, width=640, heads=10)
+_TEXT_OPENAI_768 = dict(_TEXT_OPENAI, width=768, heads=12)
 _TEXT_TINY = dict(context_length=32, vocab_size=49408, width=128, depth=2, heads=4, mlp_ratio=4.0)
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -85,10 +91,47 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     image=dict(kind='vit', size=224, patch_size=16, width=768, depth=12, heads=12, mlp_ratio=4.0),
     text=_TEXT_OPENAI,
   ),
+  'vit-l-14': dict(
+    embed_dim=768,
+    dtype='float32',
+    logit_scale_init=math.log(1 / 0.07),
+    logit_bias_init=None,
+    act='quick_gelu',
+    image=dict(kind='vit', size=224, patch_size=14, width=1024, depth=24, heads=16, mlp_ratio=4.0),
+    text=_TEXT_OPENAI_768,
+  ),
+  # CLIP's ModifiedResNets (OpenAI's model cards; RN50 is the seed study's and CleanCLIP's).
+  'rn50': dict(
+    embed_dim=1024,
+    dtype='float32',
+    logit_scale_init=math.log(1 / 0.07),
+    logit_bias_init=None,
+    act='quick_gelu',
+    image=dict(kind='resnet', size=224, layers=(3, 4, 6, 3), width=64, heads=None),
+    text=_TEXT_OPENAI,
+  ),
+  'rn101': dict(
+    embed_dim=512,
+    dtype='float32',
+    logit_scale_init=math.log(1 / 0.07),
+    logit_bias_init=None,
+    act='quick_gelu',
+    image=dict(kind='resnet', size=224, layers=(3, 4, 23, 3), width=64, heads=None),
+    text=_TEXT_OPENAI,
+  ),
+  'rn50x4': dict(
+    embed_dim=640,
+    dtype='float32',
+    logit_scale_init=math.log(1 / 0.07),
+    logit_bias_init=None,
+    act='quick_gelu',
+    image=dict(kind='resnet', size=288, layers=(4, 6, 10, 6), width=80, heads=None),
+    text=_TEXT_OPENAI_640,
+  ),
 }
 
 _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-_IMAGE_KINDS = ('vit', 'cnn')
+_IMAGE_KINDS = ('vit', 'cnn', 'resnet')
 _MODEL_KEYS = {'embed_dim', 'dtype', 'logit_scale_init', 'logit_bias_init', 'act', 'image', 'text'}
 _IMAGE_KEYS = {
   'kind',
@@ -101,6 +144,7 @@ _IMAGE_KEYS = {
   'pool',
   'widths',
   'act',
+  'layers',
 }
 _TEXT_KEYS = {'context_length', 'vocab_size', 'width', 'depth', 'heads', 'mlp_ratio'}
 
@@ -140,6 +184,17 @@ def _image_tower(image: Any, embed_dim: int, act: str, dtype: Any):
       widths=tuple(_require(image, 'widths', 'model.image')),
       pool=_choice(image.get('pool', 'max'), ('max', 'mean'), 'model.image.pool'),
       act=cnn_act,
+      dtype=dtype,
+    )
+  if kind == 'resnet':
+    layers = tuple(_require(image, 'layers', 'model.image'))
+    if len(layers) != 4:
+      raise ValueError(f'model.image.layers must give 4 stages of blocks, got {layers}')
+    return ModifiedResNet(
+      layers=layers,
+      output_dim=embed_dim,
+      width=_require(image, 'width', 'model.image'),
+      heads=image.get('heads', None),
       dtype=dtype,
     )
   patch = _require(image, 'patch_size', 'model.image')

@@ -18,8 +18,13 @@ Parameter correspondence with OpenAI's ``CLIP`` (PyTorch -> Flax):
     logit_scale      -> logit_scale     (scalar, log-space)
     (open_clip SigLIP) logit_bias -> logit_bias
 
-``model.init(rng, images, tokens)`` creates every parameter; afterwards each tower
-runs alone with ``model.apply(params, x, method='encode_image' | 'encode_text')``.
+``model.init(rng, images, tokens)`` creates every variable; afterwards each tower
+runs alone with ``model.apply(variables, x, method='encode_image' | 'encode_text')``.
+
+``train`` reaches the image tower: a tower with BatchNorm (resnet.py) keeps running
+statistics in the ``batch_stats`` collection, uses them when ``train=False`` (evaluation,
+the default) and normalises with the batch's own statistics when ``train=True``, which then
+needs ``apply(..., train=True, mutable=['batch_stats'])``. The other towers ignore it.
 """
 
 from __future__ import annotations
@@ -61,10 +66,10 @@ class CLIP(nn.Module):
         'logit_bias', nn.initializers.constant(self.logit_bias_init), (), jnp.float32
       )
 
-  def encode_image(self, images: jax.Array) -> jax.Array:
+  def encode_image(self, images: jax.Array, train: bool = False) -> jax.Array:
     """Images ``[B, H, W, 3]`` -> unit-norm float32 embeddings ``[B, D]``."""
     chex.assert_rank(images, 4)
-    emb = l2_normalise(self.image_tower(images))
+    emb = l2_normalise(self.image_tower(images, train=train))
     chex.assert_rank(emb, 2)
     return emb
 
@@ -75,7 +80,9 @@ class CLIP(nn.Module):
     chex.assert_rank(emb, 2)
     return emb
 
-  def __call__(self, images: jax.Array, tokens: jax.Array) -> dict[str, jax.Array]:
+  def __call__(
+    self, images: jax.Array, tokens: jax.Array, train: bool = False
+  ) -> dict[str, jax.Array]:
     """Embeddings of paired ``images`` and ``tokens`` plus the logit scale (and bias).
 
     Returns ``dict(image_emb, text_emb, scale[, bias])``; ``bias`` only when
@@ -83,7 +90,7 @@ class CLIP(nn.Module):
     """
     chex.assert_rank([images, tokens], [4, 2])
     chex.assert_axis_dimension(tokens, 0, images.shape[0])
-    image_emb = self.encode_image(images)
+    image_emb = self.encode_image(images, train)
     text_emb = self.encode_text(tokens)
     chex.assert_equal_shape([image_emb, text_emb])
     out = dict(

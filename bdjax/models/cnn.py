@@ -91,7 +91,9 @@ class ConvTower(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, images: jax.Array) -> jax.Array:
+  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+    """``train`` is accepted for a uniform tower interface (GroupNorm has no batch state)."""
+    del train
     chex.assert_rank(images, 4)
     if not self.widths:
       raise ValueError('ConvTower needs at least one width')

@@ -78,7 +78,9 @@ class VisionTransformer(nn.Module):
     return pos
 
   @nn.compact
-  def __call__(self, images: jax.Array) -> jax.Array:
+  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+    """``train`` is accepted for a uniform tower interface; nothing here depends on it."""
+    del train
     chex.assert_rank(images, 4)
     b, h, w, _ = images.shape
     p = self.patch_size

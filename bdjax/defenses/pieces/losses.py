@@ -25,6 +25,7 @@ import ml_collections
 from flax import traverse_util
 
 from bdjax.data.augment import normalize
+from bdjax.defenses.pieces.masks import model_variables
 
 Reduction = Callable[[jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, dict]]
 KINDS = ("mean", "lga", "weighted")
@@ -109,13 +110,14 @@ def sown(intermediates: dict, blocks: Sequence[str]) -> list[jax.Array]:
 
 def distillation_term(model: nn.Module, blocks: Sequence[str], betas: Sequence[float]):
   """NAD's extra loss term for a `LossWrap`: attention distillation of the image tower's
-  `blocks` towards the `teacher` collection of the parameters (the teacher's forward pass runs
-  in the step, on the same images, without gradient)."""
+  `blocks` towards the teacher whose variables are `params['teacher']` (its forward pass runs
+  in the step, on the same images, without gradient, in evaluation mode: a BatchNorm teacher
+  uses its running statistics)."""
   if len(blocks) != len(betas) or not blocks:
     raise ValueError(f"distill: give one beta per block (blocks {blocks}, betas {betas}).")
 
   def term(params, batch, out):
-    teacher = {"params": params["teacher"]}
+    teacher = model_variables(params["teacher"])
     _, state = model.apply(
       teacher, normalize(batch["image"]), method="encode_image", mutable=["intermediates"]
     )

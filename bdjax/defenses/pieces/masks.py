@@ -6,8 +6,9 @@ masked normalisation layer, keyed by the layer's path. `model_variables` applies
     scale' = m * scale,   bias' = m * bias        (the layer's output channel c times m_c)
 
 so a train stage that freezes everything but `masks/` learns RNP's neuron masks, and `prune`
-then zeroes, in another model, the channels whose mask fell lowest. Collections other than
-`params` (masks, a distillation teacher) never reach the model: `model_variables` drops them.
+then zeroes, in another model, the channels whose mask fell lowest. The model sees `params` and
+its BatchNorm statistics (`batch_stats`, a ResNet tower's); the other collections (masks, a
+distillation teacher) never reach it: `model_variables` drops them.
 """
 
 from __future__ import annotations
@@ -47,8 +48,12 @@ def add_masks(variables: dict, where: LeafPredicate) -> dict:
   return {**variables, "masks": masks}
 
 
+MODEL_COLLECTIONS = ("params", "batch_stats")  # what `model.apply` reads
+
+
 def model_variables(variables: dict) -> dict:
-  """The variables the model sees: `params`, with `masks` (if any) multiplied in."""
+  """The variables the model sees: `params`, with `masks` (if any) multiplied in, and
+  `batch_stats` when the model has them."""
   params = variables["params"]
   masks = variables.get("masks")
   if masks:
@@ -59,7 +64,8 @@ def model_variables(variables: dict) -> dict:
         if key in flat:
           flat[key] = flat[key] * m
     params = traverse_util.unflatten_dict(flat, sep=SEP)
-  return {"params": params}
+  rest = {k: variables[k] for k in MODEL_COLLECTIONS[1:] if k in variables}
+  return {"params": params, **rest}
 
 
 def pruned_channels(masks: dict, threshold: float | None = None, count: int | None = None) -> dict:
