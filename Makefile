@@ -3,9 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TORCH_STAMP := $(VENV)/.torch-stamp
 WORKDIR ?= workdir/demo
 
-.PHONY: demo test install format clean
+.PHONY: demo test install install-torch format clean
 
 install: $(STAMP)
 
@@ -15,10 +16,17 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The `torch` extra (PyTorch + open_clip) for the parity tests and the speed comparison.
+install-torch: $(TORCH_STAMP)
+
+$(TORCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,torch]'
+	touch $(TORCH_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python -m bdjax.main --config=configs/demo.py --workdir=$(WORKDIR)
 
-test: $(STAMP)
+test: $(STAMP) $(TORCH_STAMP)
 	$(BIN)/python -m pytest -q tests
 
 format: $(STAMP)

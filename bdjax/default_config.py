@@ -25,6 +25,10 @@ data.image_size          input resolution
 mesh.data, fsdp, model   device mesh axis sizes (-1 = the rest); leaves with fewer than
                          mesh.min_shard_size elements replicated, larger ones split: sharding.py
 model                    see bdjax/models/build.py (`model_config(preset)`)
+init.checkpoint          start from a pre-trained CLIP: an OpenAI or open_clip checkpoint file
+                         (.pt / .bin / .safetensors; bdjax/models/convert.py) loaded, without
+                         running code from it, as the run's initial parameters; config.model
+                         must describe the same architecture (the error names the preset)
 objective.name           'clip' | 'clip_ssl' | 'cyclip' | 'siglip' (+ their weights)
 objective.loss_form      'global' (jit on the global batch) | 'local' (shard_map: each device's
                          rows against the gathered embeddings): same losses and gradients
@@ -128,6 +132,7 @@ def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collecti
   )
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1, min_shard_size=2**14))
   c.model = model_config(model)
+  c.init = ml_collections.ConfigDict(dict(checkpoint=""))
   c.objective = ml_collections.ConfigDict(
     dict(
       name="clip",
