@@ -34,6 +34,7 @@ import numpy as np
 
 from bdjax.data.augment import normalize
 from bdjax.data.eval_sets import Rows, take_rows
+from bdjax.token_trim import trim_tokens
 
 
 class Encoder:
@@ -52,8 +53,9 @@ class Encoder:
     return self._chunked(self._images, params, images)
 
   def texts(self, params: Any, texts: Sequence[str]) -> np.ndarray:
-    """N strings -> L2-normalised [N, D]."""
-    return self._chunked(self._texts, params, self.tokenizer(list(texts)))
+    """N strings -> L2-normalised [N, D] (the tokens cut after the longest: token_trim.py)."""
+    tokens = trim_tokens({"tokens": np.asarray(self.tokenizer(list(texts)))})["tokens"]
+    return self._chunked(self._texts, params, tokens)
 
   def _chunked(self, fn, params, x: Any) -> np.ndarray:
     """`fn` over `x` in chunks of `batch_size`. Only one chunk of `x` is loaded at a time

@@ -45,7 +45,7 @@ from bdjax.defenses.pieces.losses import distillation_term, make_reduction, sown
 from bdjax.defenses.pieces.masks import MODEL_COLLECTIONS, model_variables
 from bdjax.evaluate import Encoder, build_evaluators, der
 from bdjax.metrics_log import MetricsLog
-from bdjax.models import build_model, tokenize
+from bdjax.models import build_model, convert, tokenize
 from bdjax.objectives import NAMES as OBJECTIVES
 from bdjax.objectives import make_objective
 from bdjax.optimizer import make_optimizer
@@ -72,6 +72,7 @@ class Run:
   evaluators: tuple | None = None
   _attack: poison.Attack | None = None
   _corpus: Any = None
+  _pretrained: Any = None
   notes: list = dataclasses.field(default_factory=list)  # lines for the report
 
   def tokenizer(self, texts):
@@ -97,13 +98,32 @@ class Run:
     return source
 
   def init_params(self, position: int = 0) -> Any:
-    """Fresh parameters from `config.seed` (and `position`; 0 gives the run's initial ones),
-    replicated over the mesh."""
+    """The run's initial parameters (`position` 0): a pre-trained checkpoint's when
+    `config.init.checkpoint` names one, else fresh ones from `config.seed`; other positions give
+    other fresh ones (e.g. shrink-and-perturb's). Replicated over the mesh."""
+    if position == 0 and self.config.get("init", {}).get("checkpoint", ""):
+      return jax.device_put(self.pretrained(), sharding.replicated(self.mesh))
     size = self.config.data.image_size
     images = np.zeros((1, size, size, 3), np.float32)
     tokens = np.zeros((1, self.config.model.text.context_length), np.int32)
     init = jax.jit(self.model.init, out_shardings=sharding.replicated(self.mesh))
     return init(self.key(position), images, tokens)
+
+  def pretrained(self) -> Any:
+    """The variables of `config.init.checkpoint` (bdjax/models/convert.py), read once; a file
+    that does not hold `config.model`'s architecture is a `ConfigError` naming both."""
+    if self._pretrained is None:
+      path = self.config.init.checkpoint
+      try:
+        self._pretrained, _ = convert.load_checkpoint(path, cfg=self.config.model)
+      except (OSError, convert.CheckpointError) as e:
+        raise ConfigError(
+          f"config.init.checkpoint: {e} config.model must describe the checkpoint's "
+          f"architecture: start from a config whose model is its preset, or convert the file "
+          f"with `python -m bdjax.models.convert {path}` to see it."
+        ) from None
+      print(f"Initial parameters from {path}.", flush=True)
+    return self._pretrained
 
   @property
   def attacked(self) -> bool:
@@ -391,6 +411,7 @@ def train_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: i
       on_log=lambda step, m: r.log.write(name, step, m, echo=False),
       eval_every=stage.get("eval_every", 0),
       on_eval=stop,
+      trim=stage.get("trim_tokens", True),
     )
     left_out = skipped_totals(data)
     if left_out:

@@ -34,6 +34,7 @@ from bdjax.data.augment import normalize, view_images
 from bdjax.defenses.pieces import losses as reductions
 from bdjax.defenses.pieces.masks import model_variables
 from bdjax.objectives import Objective
+from bdjax.token_trim import trim_tokens
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -167,6 +168,7 @@ def train_loop(
   on_eval: Callable[[int, Any], bool | None] | None = None,
   desc: str = "train",
   epoch_size: int = 0,
+  trim: bool = True,
 ) -> TrainState:
   """Runs `step_fn` from `state.step` to `steps`, saving every `checkpoint_every` steps.
 
@@ -178,7 +180,8 @@ def train_loop(
   count the pairs the pipeline left out
   (`skipped_*`, totals over all processes) and, every epoch of `epoch_size` pairs, printed.
   `on_eval(step, params)` runs every `eval_every` steps and may return True to end the stage
-  there (its state is saved first).
+  there (its state is saved first). With `trim`, each batch's tokens are cut after its longest
+  caption (`trim_tokens`: exact, and the text tower does a fraction of the work).
   """
   start = int(state.step)
   pending: list[Metrics] = []
@@ -192,6 +195,7 @@ def train_loop(
       batch = next(data)
       waited += time.perf_counter() - before
       batch.pop("skipped", None)  # counted in the iterator's state
+      batch = trim_tokens(batch) if trim else batch
       state, metrics = step_fn(state, sharding.put_batch(batch, mesh), jax.random.fold_in(key, t))
       pending.append(metrics)
       done = t + 1

@@ -7,5 +7,5 @@
 from bdjax.default_config import study_config
 
 
-def get_config(model: str = "vit-b-32"):
+def get_config(model: str = "rn50"):
   return study_config("cc3m", "clip_ssl", model)

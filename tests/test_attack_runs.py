@@ -15,8 +15,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 ATTACKS = ["badnet", "solid", "blended", "sig", "wanet", "label_consistent"]
 
 
-def shrunk(name: str):
-  """The config `configs/NAME.py` with the tiny model, little data and a few steps."""
+def shrunk(name: str, edit=None):
+  """The config `configs/NAME.py` with the tiny model, little data and a few steps; `edit(config)`
+  changes it further before the start-up checks."""
   config = config_check.load_config(f"{ROOT}/configs/{name}.py")
   tiny = config_check.load_config(f"{ROOT}/configs/tiny.py")
   config.model, config.data, config.eval.batch_size = tiny.model, tiny.data, 50
@@ -27,6 +28,8 @@ def shrunk(name: str):
         config[stage].num_pairs = 64
       if config[stage].distill.teacher:  # the tiny image tower has one stage
         config[stage].distill.update(blocks=("stage_1",), betas=(1000.0,))
+  if edit is not None:
+    edit(config)
   config_check.check_config(config)
   stages.check_stages(config)
   return config

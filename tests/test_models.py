@@ -255,7 +255,7 @@ def test_openai_presets_match_openai_parameter_counts(name, expected):
   assert _n_params(shapes['params']) == expected
 
 
-@pytest.mark.parametrize('name', ['tiny-cnn', 'tiny-vit'])
+@pytest.mark.parametrize('name', ['tiny-cnn', 'tiny-vit', 'tiny-resnet'])
 def test_tiny_presets_build_and_trace(name):
   cfg = model_config(name)
   model = build_model(cfg)

@@ -9,8 +9,8 @@
               channels in the *poisoned* model (or, with `prune_count=0`, those with
               m < `threshold`: at demo scale that pruned 265 of 544 channels, README)
 
-Adaptation: the masks sit on the GroupNorm (CNN) or LayerNorm (ViT) scales of the image tower,
-where the trigger lives, instead of BatchNorm; "clean accuracy" during unlearning is zero-shot
+Adaptation: the masks sit on the normalisation scales of the image tower, where the trigger
+lives: BatchNorm in CLIP's ResNet (as RNP's), GroupNorm in the demo CNN, LayerNorm in a ViT; "clean accuracy" during unlearning is zero-shot
 accuracy on the evaluation split, a stand-in for the defender's held-out clean data.
 """
 
@@ -20,7 +20,7 @@ import ml_collections
 
 from bdjax.default_config import edit_stage, train_stage
 
-MASKED = r"params/image_tower/.*(norm|ln_\w+)/scale$"
+MASKED = r"params/image_tower/.*(norm|ln_\w+|bn\d|downsample_1)/scale$"
 
 
 def add_stages(

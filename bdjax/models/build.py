@@ -72,6 +72,16 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     image=dict(kind='vit', size=32, patch_size=4, width=128, depth=4, heads=4, mlp_ratio=4.0),
     text=_TEXT_TINY,
   ),
+  # CLIP's ResNet at CPU-test scale: one Bottleneck per stage, 32 px -> a 1 x 1 grid pooled.
+  'tiny-resnet': dict(
+    embed_dim=128,
+    dtype='float32',
+    logit_scale_init=math.log(1 / 0.07),
+    logit_bias_init=None,
+    act='gelu',
+    image=dict(kind='resnet', size=32, layers=(1, 1, 1, 1), width=16, heads=None),
+    text=_TEXT_TINY,
+  ),
   # OpenAI sizes: 151,277,313 and 149,620,737 parameters.
   'vit-b-32': dict(
     embed_dim=512,

@@ -18,6 +18,9 @@ Bottleneck (expansion 4; ``inplanes`` = input channels, ``p`` = planes, ``s`` = 
     r = BN(conv1x1(avgpool_s(x), 4p))      if s > 1 or inplanes != 4p, else r = x
     out = relu(y + r)
 
+The stride-1 convolutions are conv.py's ``Conv1x1`` / ``Conv3x3`` (the same functions and
+parameters as ``nn.Conv``, with gradients XLA:CPU computes several times faster).
+
 ``avgpool_s`` is an s x s average pool with stride s (PyTorch ``AvgPool2d(s)``: odd sizes
 are floored). AttentionPool2d on ``x [B, h, w, C]`` with ``n = h w`` tokens, ``heads``
 heads of size ``d = C / heads`` (default ``heads = 32 w / 64``, as OpenAI):
@@ -77,13 +80,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .conv import KERNEL_INIT, Conv1x1, Conv3x3
 from .vit import resize_positional_embedding
 
 BN_MOMENTUM = 0.9  # Flax convention; PyTorch's BatchNorm2d default momentum=0.1.
 BN_EPS = 1e-5  # PyTorch's BatchNorm2d default.
 EXPANSION = 4  # Bottleneck output channels = EXPANSION * planes.
-
-_conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
 def avg_pool(x: jax.Array, s: int) -> jax.Array:
@@ -93,18 +95,9 @@ def avg_pool(x: jax.Array, s: int) -> jax.Array:
   return nn.avg_pool(x, (s, s), strides=(s, s), padding='VALID')
 
 
-def _conv(features: int, k: int, dtype: jnp.dtype, name: str) -> nn.Conv:
-  """A bias-free stride-1 ``k x k`` conv with PyTorch's symmetric padding ``k // 2``."""
-  p = k // 2
-  return nn.Conv(
-    features,
-    (k, k),
-    padding=((p, p), (p, p)),
-    use_bias=False,
-    kernel_init=_conv_init,
-    dtype=dtype,
-    name=name,
-  )
+def _conv(features: int, k: int, dtype: jnp.dtype, name: str) -> nn.Module:
+  """A bias-free stride-1 ``k x k`` conv (k = 1 or 3) with PyTorch's padding ``k // 2``."""
+  return (Conv1x1 if k == 1 else Conv3x3)(features, dtype=dtype, name=name)
 
 
 def _bn(train: bool, dtype: jnp.dtype, name: str, zero: bool = False) -> nn.BatchNorm:
@@ -209,19 +202,19 @@ class ModifiedResNet(nn.Module):
       raise ValueError(f'ModifiedResNet needs 4 stages of blocks, got layers={self.layers}')
     b = images.shape[0]
     x = images.astype(self.dtype)
-    stem = ((self.width // 2, 2), (self.width // 2, 1), (self.width, 1))
-    for i, (features, stride) in enumerate(stem, start=1):
-      conv = nn.Conv(
-        features,
-        (3, 3),
-        strides=(stride, stride),
-        padding=((1, 1), (1, 1)),
-        use_bias=False,
-        kernel_init=_conv_init,
-        dtype=self.dtype,
-        name=f'conv{i}',
-      )
-      x = jax.nn.relu(_bn(train, self.dtype, f'bn{i}')(conv(x)))
+    stem = nn.Conv(  # stride 2; its input (the images) needs no gradient
+      self.width // 2,
+      (3, 3),
+      strides=(2, 2),
+      padding=((1, 1), (1, 1)),
+      use_bias=False,
+      kernel_init=KERNEL_INIT,
+      dtype=self.dtype,
+      name='conv1',
+    )
+    x = jax.nn.relu(_bn(train, self.dtype, 'bn1')(stem(x)))
+    for i, features in ((2, self.width // 2), (3, self.width)):
+      x = jax.nn.relu(_bn(train, self.dtype, f'bn{i}')(_conv(features, 3, self.dtype, f'conv{i}')(x)))
     x = avg_pool(x, 2)
     self.sow('intermediates', 'stem', x)
     for i, blocks in enumerate(self.layers, start=1):

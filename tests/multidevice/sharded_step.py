@@ -6,7 +6,9 @@ of every objective on a (data=4, fsdp=2) mesh against the same step on one devic
 FORM is the loss form, 'global' or 'local' (which also runs SigLIP's 'ring').
 
 Prints one JSON line per objective: the loss on both meshes and the largest parameter
-difference after the step.
+difference after the step. The last line is CLIP with the tiny ResNet tower, whose BatchNorm must
+normalise with the statistics of the global batch: its running statistics (in `params`) are
+compared too.
 """
 
 import json
@@ -54,11 +56,14 @@ def main(form):
   devices = np.array(jax.devices())
   single = Mesh(devices[:1].reshape(1, 1, 1), sharding.AXES)
   sharded = Mesh(devices.reshape(4, 2, 1), sharding.AXES)
-  cases = [(name, form) for name in ("clip", "clip_ssl", "cyclip", "siglip")]
+  cases = [(name, form, "cnn") for name in ("clip", "clip_ssl", "cyclip", "siglip")]
   if form == "local":
-    cases.append(("siglip", "ring"))  # SigLIP's own sharded form
-  for objective, form in cases:
+    cases.append(("siglip", "ring", "cnn"))  # SigLIP's own sharded form
+  cases.append(("clip", form, "resnet"))
+  for objective, form, tower in cases:
     config = load_config(f"configs/tiny.py:{objective}")
+    if tower == "resnet":
+      config.model.image = dict(kind="resnet", size=32, layers=(1, 1, 1, 1), width=8, heads=2)
     tok = lambda t: tokenize(t, context_length=config.model.text.context_length)
     source = SyntheticPairs("train", 64, config.data.image_size, seed=0)
     views = objective == "clip_ssl"
@@ -68,7 +73,7 @@ def main(form):
     loss_1, grad_1, moved, params_1 = one_step(config, single, batch, form)
     loss_8, grad_8, _, params_8 = one_step(config, sharded, batch, form)
     diff = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), params_1, params_8)
-    result = dict(objective=objective, form=form, loss_1=loss_1, loss_8=loss_8, grad_norm_1=grad_1)
+    result = dict(objective=objective, form=form, tower=tower, loss_1=loss_1, loss_8=loss_8, grad_norm_1=grad_1)
     result.update(grad_norm_8=grad_8, moved=moved, param_diff=max(jax.tree.leaves(diff)))
     print(json.dumps(result), flush=True)
 

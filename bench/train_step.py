@@ -1,0 +1,233 @@
+"""Training-step speed: bdjax against open_clip on the identical model and batch.
+
+    .venv/bin/python bench/train_step.py --models=small_vit,vit_b_32,rn50
+
+(needs the torch extra: `make install-torch`). For each model, in this one process and on the
+same batch:
+
+- **open_clip**: its own `CLIP` built with the same architecture, whose weights are bdjax's
+  initial parameters passed through `bdjax.models.convert` (so the two models cannot differ),
+  in training mode, its `ClipLoss`, `torch.optim.AdamW` (lr 1e-3, betas (0.9, 0.98), eps 1e-6,
+  weight decay 0.1 on weights of rank >= 2, as open_clip's `main.py`), float32;
+- **bdjax**: `bdjax.train.make_train_step` with the `clip` objective and the same AdamW
+  (`bdjax.optimizer.make_optimizer`, no clipping), float32, its token trimming on
+  (`bdjax.token_trim.trim_tokens`: the text tower runs on the tokens up to the batch's longest
+  caption, rounded up to a bucket), and `--trim=false` without it.
+
+Images are random, captions are the embedded dataset's (`--captions=embedded`: 4-16 tokens)
+or random tokens filling the 77-token context (`--captions=full`, where trimming saves
+nothing). Prints pairs/s of both, their ratio, and bdjax's FLOP/s (the step's FLOPs from XLA's
+cost analysis of the program that ran) against the measured peak of a large float32 matmul on
+this machine (`jnp.dot` of two 2048 x 2048 matrices, best of 10), as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from bdjax.data.synthetic import SyntheticPairs
+from bdjax.models import build_model, convert, model_config, tokenize
+from bdjax.models.build import example_inputs
+from bdjax.objectives import make_objective
+from bdjax.optimizer import make_optimizer
+from bdjax.token_trim import trim_tokens
+from bdjax.train import TrainState, make_train_step
+
+MODELS = {
+  # The issue's small ViT: 64 px, width 256, 4 + 4 layers, context 77 (patch 8: 64 patches).
+  "small_vit": (
+    dict(
+      embed_dim=256,
+      dtype="float32",
+      logit_scale_init=math.log(1 / 0.07),
+      logit_bias_init=None,
+      act="quick_gelu",
+      image=dict(kind="vit", size=64, patch_size=8, width=256, depth=4, heads=4, mlp_ratio=4.0),
+      text=dict(context_length=77, vocab_size=49408, width=256, depth=4, heads=4, mlp_ratio=4.0),
+    ),
+    128,
+  ),
+  "vit_b_32": ("vit-b-32", 16),
+  "rn50": ("rn50", 16),
+}
+TRAIN = dict(steps=10_000, lr=1e-3, warmup_steps=100, weight_decay=0.1, b1=0.9, b2=0.98, eps=1e-6)
+
+
+def model_cfg(name: str) -> ml_collections.ConfigDict:
+  spec = MODELS[name][0]
+  return model_config(spec) if isinstance(spec, str) else ml_collections.ConfigDict(spec)
+
+
+def make_batch(cfg, batch: int, captions: str, seed: int = 0) -> dict[str, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  size, context = cfg.image.size, cfg.text.context_length
+  images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+  if captions == "embedded":
+    texts = SyntheticPairs("train", batch, 32, seed=seed).captions(range(batch))
+    tokens = tokenize(texts, context_length=context)
+  else:  # [SOT, random words, EOT] filling the context
+    tokens = rng.integers(1, 49406, (batch, context), dtype=np.int32)
+    tokens[:, 0], tokens[:, -1] = 49406, 49407
+  return dict(image=images, tokens=np.asarray(tokens, np.int32))
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+  """FLOP/s of the best of `repeats` float32 `n x n` matmuls under jit."""
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  best = math.inf
+  for _ in range(repeats):
+    start = time.perf_counter()
+    dot(a, a).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n**3 / best
+
+
+def time_steps(step, state, batch, steps: int) -> tuple[float, object]:
+  """Seconds per step over `steps` steps after two warm-up steps (compilation)."""
+  for _ in range(2):
+    state = step(state, batch)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state = step(state, batch)
+  return (time.perf_counter() - start) / steps, state
+
+
+def bdjax_runner(cfg, variables, trim: bool):
+  """`(step, state, flops)`: bdjax's jitted train step on host batches."""
+  model = build_model(cfg)
+  tx = make_optimizer(ml_collections.ConfigDict(TRAIN))
+  objective = make_objective(ml_collections.ConfigDict(dict(name="clip", loss_form="global")))
+  jitted = make_train_step(model, objective, tx)
+  key = jax.random.key(0)
+
+  def step(state, batch):
+    batch = trim_tokens(batch) if trim else batch
+    state, metrics = jitted(state, batch, key)
+    metrics["loss"].block_until_ready()
+    return state
+
+  state = TrainState.create(jax.tree.map(jnp.asarray, variables), tx)
+  return step, state, jitted
+
+
+def step_flops(jitted, state, batch, trim: bool) -> float:
+  batch = trim_tokens(batch) if trim else batch
+  cost = jitted.lower(state, batch, jax.random.key(0)).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  return float(cost["flops"])
+
+
+def open_clip_runner(cfg, variables):
+  """`(step, state)`: open_clip's training step on the same weights (numpy batches in)."""
+  import open_clip
+  import torch
+  from open_clip.loss import ClipLoss
+  from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+  image, text = cfg.image, cfg.text
+  if image.kind == "resnet":
+    vision = CLIPVisionCfg(layers=tuple(image.layers), width=image.width, image_size=image.size)
+  else:
+    vision = CLIPVisionCfg(
+      layers=image.depth,
+      width=image.width,
+      head_width=image.width // image.heads,
+      patch_size=image.patch_size,
+      image_size=image.size,
+      mlp_ratio=image.mlp_ratio,
+    )
+  text_cfg = CLIPTextCfg(
+    context_length=text.context_length,
+    vocab_size=text.vocab_size,
+    width=text.width,
+    heads=text.heads,
+    layers=text.depth,
+    mlp_ratio=text.mlp_ratio,
+  )
+  model = CLIP(
+    cfg.embed_dim, vision, text_cfg, quick_gelu=cfg.act == "quick_gelu", output_dict=True
+  )
+  state_dict = {k: torch.from_numpy(np.array(v)) for k, v in convert.to_state_dict(variables, cfg).items()}
+  model.load_state_dict(state_dict, strict=True)
+  model.train()
+  decay = [p for p in model.parameters() if p.ndim >= 2]
+  rest = [p for p in model.parameters() if p.ndim < 2]
+  opt = torch.optim.AdamW(
+    [dict(params=decay, weight_decay=0.1), dict(params=rest, weight_decay=0.0)],
+    lr=1e-3,
+    betas=(0.9, 0.98),
+    eps=1e-6,
+  )
+  loss_fn = ClipLoss()
+  mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+  std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+
+  def step(state, batch):
+    images = torch.from_numpy(batch["image"]).permute(0, 3, 1, 2).float().div(255)
+    images = (images - mean) / std
+    tokens = torch.from_numpy(batch["tokens"]).long()
+    out = model(images, tokens)
+    loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return state
+
+  return step, None
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--models", default="small_vit,vit_b_32,rn50")
+  parser.add_argument("--batch", type=int, default=0, help="0: the model's default")
+  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--captions", choices=("embedded", "full"), default="embedded")
+  parser.add_argument("--trim", default="true", choices=("true", "false"))
+  parser.add_argument("--skip_open_clip", action="store_true")
+  args = parser.parse_args()
+  import torch
+
+  torch.set_num_threads(os.cpu_count())
+  trim = args.trim == "true"
+  rows = []
+  for name in args.models.split(","):
+    cfg = model_cfg(name)
+    batch_size = args.batch or MODELS[name][1]
+    batch = make_batch(cfg, batch_size, args.captions)
+    variables = jax.device_get(build_model(cfg).init(jax.random.key(0), *example_inputs(cfg)))
+    theirs = math.nan
+    if not args.skip_open_clip:  # first: JAX's idle CPU threads are not yet there
+      step, state = open_clip_runner(cfg, variables)
+      theirs = batch_size / time_steps(step, state, batch, args.steps)[0]
+    step, state, jitted = bdjax_runner(cfg, variables, trim)
+    flops = step_flops(jitted, state, batch, trim)
+    seconds, _ = time_steps(step, state, batch, args.steps)
+    ours = batch_size / seconds
+    length = trim_tokens(batch)["tokens"].shape[1] if trim else cfg.text.context_length
+    rows.append((name, batch_size, length, theirs, ours, flops / seconds / 1e9))
+    print(rows[-1], flush=True)
+  peak = matmul_peak()
+  print(f"\nmatmul peak (jnp.dot 2048^2 f32, best of 10): {peak / 1e9:.1f} GFLOP/s; captions: "
+        f"{args.captions}; trim: {trim}; torch threads: {torch.get_num_threads()}\n")
+  print("| model | batch | text tokens run | open_clip pairs/s | bdjax pairs/s | ratio | "
+        "bdjax GFLOP/s | % of peak |")
+  print("|---|---:|---:|---:|---:|---:|---:|---:|")
+  for name, b, length, theirs, ours, gflops in rows:
+    print(
+      f"| {name} | {b} | {length} | {theirs:.1f} | {ours:.1f} | {ours / theirs:.2f} | "
+      f"{gflops:.1f} | {100 * gflops * 1e9 / peak:.0f} |"
+    )
+
+
+if __name__ == "__main__":
+  main()
