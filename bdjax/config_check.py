@@ -116,13 +116,28 @@ def check_data(config: ml_collections.ConfigDict) -> None:
     eval_sets.class_names(data)
 
 
+def check_init(config: ml_collections.ConfigDict) -> None:
+  """`init.checkpoint`, when given, must be a file (what it holds is checked when it is read)."""
+  checkpoint = config.get("init", {}).get("checkpoint", "")
+  if checkpoint and not epath.Path(checkpoint).is_file():
+    raise ConfigError(
+      f"config.init.checkpoint='{checkpoint}' is not a file. Give the path of an OpenAI or "
+      "open_clip checkpoint on local disk (.pt, .bin or .safetensors), or '' to start from "
+      "fresh parameters."
+    )
+
+
 def check_config(config: ml_collections.ConfigDict | None) -> None:
   """All start-up checks of a loaded config; raises `ConfigError` with what to do."""
   if config is None:
     raise ConfigError(f"No --config given. {USAGE}.")
   check_training_config(config)
+  check_init(config)
   check_data(config)
   check_attack(config)
+  from bdjax.grid import check_grid  # Imports jax: only after the cheap checks.
+
+  check_grid(config)
 
 
 def check_attack(config: ml_collections.ConfigDict) -> None:
@@ -153,13 +168,15 @@ def check_attack(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(str(e)) from None
 
 
-def check_same_run(saved: epath.Path, resolved: str) -> None:
+def check_same_run(saved: epath.Path, resolved: str, ignore: Sequence[str] = ()) -> None:
   """Raises `ConfigError` if `saved` (a workdir's config.json) holds another config than
-  `resolved`: a rerun resumes the finished stages of the workdir, so two configs would mix."""
+  `resolved`: a rerun resumes the finished stages of the workdir, so two configs would mix.
+  Keys in `ignore` may differ (a grid's axes: its points check their own configs)."""
   if not saved.exists():
     return
   old, new = _flat(json.loads(saved.read_text())), _flat(json.loads(resolved))
-  changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+  keys = old.keys() | new.keys()
+  changed = sorted(k for k in keys if old.get(k) != new.get(k) and k not in ignore)
   if changed:
     shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
     raise ConfigError(

@@ -34,6 +34,8 @@ objective.loss_form      'global' (jit on the global batch) | 'local' (shard_map
                          rows against the gathered embeddings): same losses and gradients
 train.steps, batch_size (global), lr (peak), warmup_steps, weight_decay, b1, b2, eps,
 train.grad_clip_norm (0 = off), checkpoint_every, keep_checkpoints, log_every,
+train.trim_tokens        run the text tower only on each batch's tokens up to its longest
+                         caption (exact; bdjax/token_trim.py)
 train.eval_every         evaluate every N steps during training (0 = only in eval stages)
 train.init               'continue' from the previous stage's parameters | 'fresh' (from seed)
 train.poison             train on the attack's poisoned data (True) or on clean data (False)
@@ -68,6 +70,8 @@ attack.grid, strength    WaNet: control grid side k and warp strength s
 attack.pattern_seed      seed of the fixed patterns (BadNet 'fixed', blended 'fixed', WaNet)
 sweep.key, choices       run the stages from STAGE of `key` (STAGE.OPTION) once per choice and
                          choose the highest-CA point with asr_top1 < sweep.max_asr (stages.py)
+grid.axes                ((KEY, VALUES), ...): one run per combination, in DIR/points/NAME/;
+                         KEY a config key or 'arg.NAME' (an argument of the config file): grid.py
 """
 
 from __future__ import annotations
@@ -158,6 +162,7 @@ def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collecti
       b2=0.98,
       eps=1e-6,
       grad_clip_norm=1.0,
+      trim_tokens=True,
       checkpoint_every=500,
       keep_checkpoints=2,
       log_every=50,
@@ -180,6 +185,7 @@ def base_config(model: str = "tiny-cnn", objective: str = "clip") -> ml_collecti
   c.eval = ml_collections.ConfigDict(dict(kind="eval", batch_size=250, der_against=""))
   c.attack = attack_config()
   c.sweep = ml_collections.ConfigDict(dict(key="", choices=(), max_asr=0.05))
+  c.grid = ml_collections.ConfigDict(dict(axes=()))
   return c
 
 
@@ -267,10 +273,9 @@ STUDY_BATCH = {"clip": 2048, "clip_ssl": 1024, "cyclip": 2048}
 STUDY_POISONS = {"cc3m": 1_500, "cc6m": 3_000}
 
 
-def study_config(
-  dataset: str, objective: str, model: str = "vit-b-32"
-) -> ml_collections.ConfigDict:
-  """Pre-training on a real corpus as in the seed study; the data path comes from the user."""
+def study_config(dataset: str, objective: str, model: str = "rn50") -> ml_collections.ConfigDict:
+  """Pre-training on a real corpus as in the seed study (RN50 by default, as the study and
+  CleanCLIP; `configs/cc3m_clip.py:vit-b-32` for its ViT); the data path comes from the user."""
   c = base_config(model, objective)
   c.name = f"{dataset} {objective} pre-training ({model})"
   c.data.update(

@@ -21,15 +21,20 @@ if TYPE_CHECKING:
   from bdjax.stages import Run
 
 
+def sweep_dir(workdir: str, key: str, value: Any) -> str:
+  """Where the sweep's point `key=value` of the run in `workdir` works: `WORKDIR/KEY=VALUE`."""
+  return f"{workdir}/{key}={value}"
+
+
 def sweep_point(r: Run, key: str, value: Any) -> Run:
-  """A copy of `r` whose config sets `key` to `value`, working in `WORKDIR/KEY=VALUE`."""
+  """A copy of `r` whose config sets `key` to `value`, working in `sweep_dir`."""
   config = r.config.copy_and_resolve_references()
   *path, leaf = key.split(".")
   node = config
   for part in path:
     node = node[part]
   node[leaf] = value
-  workdir = f"{r.workdir}/{key}={value}"
+  workdir = sweep_dir(r.workdir, key, value)
   return dataclasses.replace(
     r,
     config=config,
