@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(BIN)/python -m bdjax.main --config=configs/demo.py --workdir=$(WORKDIR)
 
 test: $(STAMP) $(TORCH_STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 format: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff

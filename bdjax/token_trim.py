@@ -37,7 +37,9 @@ def trim_tokens(batch: dict[str, np.ndarray], buckets=TOKEN_BUCKETS) -> dict[str
   is compiled per bucket used.
   """
   keys = [k for k in ("tokens", "view_tokens") if k in batch]
-  context = batch["tokens"].shape[1]
+  if not keys:  # a batch without captions (image-only stages, tests of the loop itself)
+    return batch
+  context = batch[keys[0]].shape[1]
   longest = max(token_length(batch[k]) for k in keys)
   if jax.process_count() > 1:  # every process must build the same global shape
     longest = int(np.max(multihost_utils.process_allgather(np.int32(longest))))

@@ -49,6 +49,11 @@ def test_caption_views_are_cut_with_the_captions_and_long_batches_stay_whole():
   assert trim_tokens(batch)["tokens"].shape[1] == 77
 
 
+def test_batches_without_captions_pass_through():
+  batch = {"image": np.zeros((2, 8, 8, 3), np.uint8)}
+  assert trim_tokens(batch) is batch
+
+
 def gradient(batch, objective):
   """The loss and the gradient of one step (an SGD step of rate 1 moves params by -grad)."""
   cfg = model_config("tiny-vit")
