@@ -98,7 +98,10 @@ def edit_stage(r: Run, name: str, stage: ml_collections.ConfigDict, position: in
     r.params, r.step = _with_table(reference, new), step
   elif op == "shrink_perturb":
     fresh = r.init_params(position + 1)["params"]  # BatchNorm statistics are kept as they are
-    r.params = {**r.params, "params": edit.shrink_perturb(r.params["params"], fresh, stage.shrink, stage.perturb)}
+    r.params = {
+      **r.params,
+      "params": edit.shrink_perturb(r.params["params"], fresh, stage.shrink, stage.perturb),
+    }
 
 
 def check_defense_stage(

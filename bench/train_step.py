@@ -174,7 +174,9 @@ def open_clip_runner(cfg, variables):
   model = CLIP(
     cfg.embed_dim, vision, text_cfg, quick_gelu=cfg.act == "quick_gelu", output_dict=True
   )
-  state_dict = {k: torch.from_numpy(np.array(v)) for k, v in convert.to_state_dict(variables, cfg).items()}
+  state_dict = {
+    k: torch.from_numpy(np.array(v)) for k, v in convert.to_state_dict(variables, cfg).items()
+  }
   model.load_state_dict(state_dict, strict=True)
   model.train()
   decay = [p for p in model.parameters() if p.ndim >= 2]
@@ -238,10 +240,14 @@ def main() -> None:
   peaks = matmul_peak()
   peak = max(peaks.values())
   shown = ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items())
-  print(f"\nmatmul peak (f32, 2048^2 and 4096^2, best of 5): {shown} GFLOP/s; captions: "
-        f"{args.captions}; trim: {trim}; torch threads: {torch.get_num_threads()}\n")
-  print("| model | batch | text tokens run | open_clip pairs/s | bdjax pairs/s | ratio | "
-        "bdjax GFLOP/s | % of peak |")
+  print(
+    f"\nmatmul peak (f32, 2048^2 and 4096^2, best of 5): {shown} GFLOP/s; captions: "
+    f"{args.captions}; trim: {trim}; torch threads: {torch.get_num_threads()}\n"
+  )
+  print(
+    "| model | batch | text tokens run | open_clip pairs/s | bdjax pairs/s | ratio | "
+    "bdjax GFLOP/s | % of peak |"
+  )
   print("|---|---:|---:|---:|---:|---:|---:|---:|")
   for name, b, length, theirs, ours, gflops in rows:
     print(

@@ -52,6 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = defense_config(opts["defense"], f"objective={opts['objective']}")
   c.name = f"Seed study at demo scale: BadNet-poisoned pre-training, cleaned by {opts['defense']}"
   c.grid.axes = (("arg.objective", OBJECTIVES), ("seed", SEEDS))
+  c.model.image.widths = (16, 32, 64)  # half the demo's widths: 1.65x faster steps (docstring)
   c.attack.ratio = 0.02
   c.train.update(steps=800, warmup_steps=100, checkpoint_every=400, log_every=100)
   c.data.num_eval = 500

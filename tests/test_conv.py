@@ -16,7 +16,9 @@ def test_output_parameters_and_gradients_equal_nn_conv(module, k):
   ours = module(6)
   ref = nn.Conv(6, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=False)
   variables = ours.init(jax.random.key(1), x)
-  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, ref.init(jax.random.key(1), x))
+  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+    jnp.shape, ref.init(jax.random.key(1), x)
+  )
   np.testing.assert_allclose(ours.apply(variables, x), ref.apply(variables, x), atol=1e-5)
 
   def grads(m):  # a loss that weighs every output differently
@@ -25,7 +27,9 @@ def test_output_parameters_and_gradients_equal_nn_conv(module, k):
 
   (dv, dx), (dv_ref, dx_ref) = grads(ours), grads(ref)
   np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(dv["params"]["kernel"], dv_ref["params"]["kernel"], rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(
+    dv["params"]["kernel"], dv_ref["params"]["kernel"], rtol=1e-5, atol=1e-4
+  )
 
 
 def test_the_3x3_gradient_under_jit_and_vmap():
@@ -36,4 +40,6 @@ def test_the_3x3_gradient_under_jit_and_vmap():
   batched = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(variables, x)
   for i in range(3):
     one = jax.grad(loss)(variables, x[i])
-    np.testing.assert_allclose(batched["params"]["kernel"][i], one["params"]["kernel"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+      batched["params"]["kernel"][i], one["params"]["kernel"], rtol=1e-5, atol=1e-5
+    )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from bdjax import config_check, sharding, stages
+from bdjax import sharding, stages
 from bdjax.config_check import ConfigError
 from bdjax.models import build_model, convert
 from bdjax.models.build import example_inputs
@@ -17,6 +17,7 @@ from tests.test_resnet_training import TINY_RESNET
 
 def pretrained_config(checkpoint):
   """configs/cleanclip_pretrained.py shrunk to the tiny ResNet and the embedded data."""
+
   def edit(config):
     config.model.image = TINY_RESNET
     config.attack.update(target="star", count=5)  # "banana" is no class of the embedded data

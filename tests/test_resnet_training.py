@@ -44,7 +44,9 @@ def test_a_step_updates_the_running_statistics_with_the_batch_statistics():
   tokens = jnp.tile(jnp.arange(1, tokens.shape[1] + 1, dtype=jnp.int32), (4, 1))
   variables = model.init(jax.random.key(0), normalize(images), tokens)
   tx = optax.adamw(1e-3)
-  step = make_train_step(model, make_objective(load_config(f"{ROOT}/configs/tiny.py").objective), tx)
+  step = make_train_step(
+    model, make_objective(load_config(f"{ROOT}/configs/tiny.py").objective), tx
+  )
   state = TrainState.create(jax.tree.map(jnp.copy, variables), tx)  # the step donates it
   state, _ = step(state, dict(image=images, tokens=tokens), None)
   # The stem's first BatchNorm: running = 0.9 running + 0.1 batch statistics of conv1's output.

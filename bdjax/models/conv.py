@@ -60,7 +60,9 @@ def _conv3x3_bwd(residuals, g):
   dx = _conv(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
   padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   rows = g.reshape(-1, g.shape[-1])
-  taps = [padded[:, i : i + h, j : j + w, :].reshape(-1, c).T @ rows for i in range(3) for j in range(3)]
+  taps = [
+    padded[:, i : i + h, j : j + w, :].reshape(-1, c).T @ rows for i in range(3) for j in range(3)
+  ]
   return dx, jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
 
 

@@ -214,7 +214,9 @@ class ModifiedResNet(nn.Module):
     )
     x = jax.nn.relu(_bn(train, self.dtype, 'bn1')(stem(x)))
     for i, features in ((2, self.width // 2), (3, self.width)):
-      x = jax.nn.relu(_bn(train, self.dtype, f'bn{i}')(_conv(features, 3, self.dtype, f'conv{i}')(x)))
+      x = jax.nn.relu(
+        _bn(train, self.dtype, f'bn{i}')(_conv(features, 3, self.dtype, f'conv{i}')(x))
+      )
     x = avg_pool(x, 2)
     self.sow('intermediates', 'stem', x)
     for i, blocks in enumerate(self.layers, start=1):

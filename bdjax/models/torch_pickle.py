@@ -287,6 +287,5 @@ def read_torch_zip(path: str) -> Any:
     raise
   except _CORRUPT as err:
     raise CheckpointError(
-      f'{path}: corrupt, truncated or unsupported PyTorch checkpoint ({type(err).__name__}: '
-      f'{err})'
+      f'{path}: corrupt, truncated or unsupported PyTorch checkpoint ({type(err).__name__}: {err})'
     ) from None

@@ -73,7 +73,9 @@ def main(form):
     loss_1, grad_1, moved, params_1 = one_step(config, single, batch, form)
     loss_8, grad_8, _, params_8 = one_step(config, sharded, batch, form)
     diff = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), params_1, params_8)
-    result = dict(objective=objective, form=form, tower=tower, loss_1=loss_1, loss_8=loss_8, grad_norm_1=grad_1)
+    result = dict(
+      objective=objective, form=form, tower=tower, loss_1=loss_1, loss_8=loss_8, grad_norm_1=grad_1
+    )
     result.update(grad_norm_8=grad_8, moved=moved, param_diff=max(jax.tree.leaves(diff)))
     print(json.dumps(result), flush=True)
 
