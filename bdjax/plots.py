@@ -142,12 +142,15 @@ def bars(rows, labels, max_asr: float) -> Figure:
   for i, (key, name) in enumerate(series):
     stats = [e[key] if e[key] is not None else (np.nan, None) for e in entries]
     means = [100 * m for m, _ in stats]
-    errors = [100 * h if h is not None else 0.0 for _, h in stats]
+    errors = [100 * h if h is not None else np.nan for _, h in stats]  # none for one seed
     ax.bar(x + (i - 1.5) * width, means, width, yerr=errors, capsize=3, label=name)
   for i, e in enumerate(entries):
     if e["cleaned"] and not e["selected"]:
       ax.text(i, 2, f"none < {100 * max_asr:g}%", ha="center", fontsize="small", rotation=90)
-  ax.set_xticks(x, [_legend_name(e["group"]) for e in entries])
+  ticks = [
+    f"{_legend_name(e['group'])}\n{e['selected']} of {e['n']} < {100 * max_asr:g}%" for e in entries
+  ]
+  ax.set_xticks(x, ticks)
   ax.set(ylabel="top-1 (%)", ylim=(0, 105), title="Before and after cleaning (mean over seeds)")
-  ax.legend(fontsize="small", ncols=2)
+  ax.legend(fontsize="small", ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.15))
   return figure
