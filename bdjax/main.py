@@ -18,7 +18,7 @@ from ml_collections import config_flags
 
 import jax
 
-from bdjax import config_check, distributed
+from bdjax import allocator, config_check, distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file, PATH[:ARG].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and report.")
@@ -69,6 +69,9 @@ def main(argv: list[str]) -> None:
   if jax.process_index() == 0:
     (workdir / "config.json").write_text(resolved)
   print(f"bdjax: {config.get('name', 'run')} -> {workdir}", flush=True)
+  note = allocator.cpu_note(jax.default_backend())
+  if note and jax.process_index() == 0:
+    print(note, flush=True)
   _run(config, str(workdir), points)
 
 

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from bdjax import allocator
 from bdjax.data.synthetic import SyntheticPairs
 from bdjax.models import build_model, convert, model_config, tokenize
 from bdjax.models.build import example_inputs
@@ -242,7 +243,8 @@ def main() -> None:
   shown = ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items())
   print(
     f"\nmatmul peak (f32, 2048^2 and 4096^2, best of 5): {shown} GFLOP/s; captions: "
-    f"{args.captions}; trim: {trim}; torch threads: {torch.get_num_threads()}\n"
+    f"{args.captions}; trim: {trim}; torch threads: {torch.get_num_threads()}; malloc: "
+    f"{'TCMalloc' if allocator.tcmalloc_loaded() else 'the C library (no LD_PRELOAD)'}\n"
   )
   print(
     "| model | batch | text tokens run | open_clip pairs/s | bdjax pairs/s | ratio | "
