@@ -22,8 +22,8 @@ Measured (2026-12-01, 2 CPU cores alone, README "The study"): 51 min 26 s for th
 pairs/s for clip at batch 32, half that for clip_ssl; CleanCLIP ~110 pairs/s; an evaluation of
 the 500 images and their ~450 triggered copies a few seconds). The image tower has half the
 demo's widths, (16, 32, 64): on that day the demo's (32, 64, 128) ran at ~120 pairs/s and the
-grid would have taken an estimated ~90 min (not run); the narrower tower still learns the task (CA 86-99%) and the
-backdoor (ASR 66-93%).
+grid would have taken an estimated ~90 min (not run); the narrower tower still learns the task
+(CA 86-99%) and the backdoor (ASR 66-93%).
 
 What was cut from the demo to fit, and why: pre-training 800 steps instead of 1,500, with 2% of
 the pairs poisoned instead of 1% (400 poisons seen 1.3 times each: more trigger exposures than
