@@ -122,9 +122,9 @@ def time_steps(step, state, batch, steps: int) -> tuple[float, float]:
 
 
 def bdjax_runner(cfg, variables, trim: bool):
-  """`(step, state, executable)`: bdjax's train step on host batches, compiled ahead of time once
-  per caption length; `executable(state, batch)` is the compiled program a batch runs (its
-  FLOPs are read from it, so the step is not compiled twice)."""
+  """`(step, state, program)`: bdjax's train step on host batches, compiled ahead of time once
+  per caption length; `program(state, batch)` is the compiled program a batch runs (its FLOPs
+  are read from it, so the step is not compiled twice)."""
   model = build_model(cfg)
   tx = make_optimizer(ml_collections.ConfigDict(TRAIN))
   objective = make_objective(ml_collections.ConfigDict(dict(name="clip", loss_form="global")))
