@@ -20,6 +20,13 @@ nothing). Prints pairs/s of both, their ratio, and bdjax's FLOP/s (the step's FL
 cost analysis of the program that ran) against the measured matmul peak of this machine (the
 fastest float32 square matmul, 2048 or 4096, of XLA, NumPy's BLAS and PyTorch), as a Markdown
 table. open_clip runs first, before JAX's thread pools exist.
+
+On a GPU (JAX's default backend is `gpu` and PyTorch sees CUDA) both run there, the batch is
+larger (`GPU_BATCH`), both are synchronised after every step, and the peak is the GPU's
+(JAX's and PyTorch's matmul, not NumPy's). `--precision=float32` keeps both in full float32
+(no TF32 in either); `--precision=bfloat16` runs bdjax's towers in bfloat16
+(`model.dtype`) and open_clip under `torch.autocast(bfloat16)` (its `amp_bf16`), float32
+weights in both, and measures the bfloat16 matmul peak.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ import argparse
 import math
 import os
 import time
+
+# On a GPU, JAX must not take 75% of its memory before open_clip runs.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax
 import jax.numpy as jnp
@@ -60,12 +70,22 @@ MODELS = {
   "vit_b_32": ("vit-b-32", 16),
   "rn50": ("rn50", 16),
 }
+GPU_BATCH = {"small_vit": 1024, "vit_b_32": 256, "rn50": 256}
 TRAIN = dict(steps=10_000, lr=1e-3, warmup_steps=100, weight_decay=0.1, b1=0.9, b2=0.98, eps=1e-6)
 
 
-def model_cfg(name: str) -> ml_collections.ConfigDict:
+def model_cfg(name: str, dtype: str = "float32") -> ml_collections.ConfigDict:
   spec = MODELS[name][0]
-  return model_config(spec) if isinstance(spec, str) else ml_collections.ConfigDict(spec)
+  cfg = model_config(spec) if isinstance(spec, str) else ml_collections.ConfigDict(spec)
+  cfg.dtype = dtype
+  return cfg
+
+
+def on_gpu() -> bool:
+  """Whether both frameworks run on a GPU: JAX's default backend is `gpu` and torch sees CUDA."""
+  import torch
+
+  return jax.default_backend() == "gpu" and torch.cuda.is_available()
 
 
 def make_batch(cfg, batch: int, captions: str, seed: int = 0) -> dict[str, np.ndarray]:
@@ -91,20 +111,24 @@ def _best(fn, repeats: int) -> float:
   return best
 
 
-def matmul_peak(repeats: int = 5) -> dict[str, float]:
-  """FLOP/s of the best float32 square matmul (2048 and 4096) by XLA (`jnp.dot` under jit),
-  NumPy's BLAS and PyTorch: the machine's measured peak is the largest."""
+def matmul_peak(gpu: bool = False, dtype: str = "float32", repeats: int = 5) -> dict[str, float]:
+  """FLOP/s of the best square matmul in `dtype` by XLA (`jnp.dot` under jit, full precision),
+  NumPy's BLAS (CPU only) and PyTorch: the machine's measured peak is the largest. Sizes 2048
+  and 4096 on the CPU, 4096 and 8192 on a GPU."""
   import torch
 
+  sizes = (4096, 8192) if gpu else (2048, 4096)
+  device = "cuda" if gpu else "cpu"
+  sync = torch.cuda.synchronize if gpu else (lambda: None)
   peaks = {}
-  for n in (2048, 4096):
+  for n in sizes:
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    x, t, dot = jnp.asarray(a), torch.from_numpy(a), jax.jit(jnp.dot)
-    runs = {
-      "jax": lambda: dot(x, x).block_until_ready(),
-      "numpy": lambda: a @ a,
-      "torch": lambda: t @ t,
-    }
+    x, dot = jnp.asarray(a, dtype), jax.jit(lambda u, v: jnp.dot(u, v, precision="highest"))
+    t = torch.from_numpy(a).to(device, getattr(torch, dtype))
+    runs = {"jax": lambda: dot(x, x).block_until_ready()}
+    if not gpu:
+      runs["numpy"] = lambda: a @ a
+    runs["torch"] = lambda: (t @ t, sync())
     for name, fn in runs.items():
       peaks[name] = max(peaks.get(name, 0.0), 2 * n**3 / _best(fn, repeats))
   return peaks
@@ -157,8 +181,10 @@ def step_flops(executable) -> float:
   return float(cost["flops"])
 
 
-def open_clip_runner(cfg, variables):
-  """`(step, state)`: open_clip's training step on the same weights (numpy batches in)."""
+def open_clip_runner(cfg, variables, device: str = "cpu"):
+  """`(step, state)`: open_clip's training step on the same weights (numpy batches in), on
+  `device`, under `torch.autocast(bfloat16)` when `cfg.dtype` is bfloat16; each step waits for
+  the device."""
   import open_clip
   import torch
   from open_clip.loss import ClipLoss
@@ -191,7 +217,7 @@ def open_clip_runner(cfg, variables):
     k: torch.from_numpy(np.array(v)) for k, v in convert.to_state_dict(variables, cfg).items()
   }
   model.load_state_dict(state_dict, strict=True)
-  model.train()
+  model.to(device).train()
   decay = [p for p in model.parameters() if p.ndim >= 2]
   rest = [p for p in model.parameters() if p.ndim < 2]
   opt = torch.optim.AdamW(
@@ -201,19 +227,21 @@ def open_clip_runner(cfg, variables):
     eps=1e-6,
   )
   loss_fn = ClipLoss()
-  mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
-  std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+  mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN, device=device).view(1, 3, 1, 1)
+  std = torch.tensor(open_clip.OPENAI_DATASET_STD, device=device).view(1, 3, 1, 1)
+  bf16 = cfg.dtype == "bfloat16"
 
   def step(state, batch):
-    images = torch.from_numpy(batch["image"]).permute(0, 3, 1, 2).float().div(255)
+    images = torch.from_numpy(batch["image"]).to(device).permute(0, 3, 1, 2).float().div(255)
     images = (images - mean) / std
-    tokens = torch.from_numpy(batch["tokens"]).long()
-    out = model(images, tokens)
-    loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
+    tokens = torch.from_numpy(batch["tokens"]).to(device).long()
+    with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
+      out = model(images, tokens)
+      loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return state, loss.detach()
+    return state, loss.detach().cpu()
 
   return step, None
 
@@ -226,20 +254,28 @@ def main() -> None:
   parser.add_argument("--captions", choices=("embedded", "full"), default="embedded")
   parser.add_argument("--trim", default="true", choices=("true", "false"))
   parser.add_argument("--skip_open_clip", action="store_true")
+  parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
   args = parser.parse_args()
   import torch
 
+  gpu = on_gpu()
+  if args.precision == "bfloat16" and not gpu:
+    parser.error("--precision=bfloat16 needs a GPU (this CPU has no bfloat16 matmul units).")
+  if gpu and args.precision == "float32":  # full float32 in both: no TF32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    jax.config.update("jax_default_matmul_precision", "highest")
   torch.set_num_threads(os.cpu_count())
+  device = "cuda" if gpu else "cpu"
   trim = args.trim == "true"
   rows = []
   for name in args.models.split(","):
-    cfg = model_cfg(name)
-    batch_size = args.batch or MODELS[name][1]
+    cfg = model_cfg(name, args.precision)
+    batch_size = args.batch or (GPU_BATCH[name] if gpu else MODELS[name][1])
     batch = make_batch(cfg, batch_size, args.captions)
     variables = jax.device_get(build_model(cfg).init(jax.random.key(0), *example_inputs(cfg)))
     theirs, their_loss = math.nan, math.nan
     if not args.skip_open_clip:  # first: JAX's idle CPU threads are not yet there
-      step, state = open_clip_runner(cfg, variables)
+      step, state = open_clip_runner(cfg, variables, device)
       seconds, their_loss = time_steps(step, state, batch, args.steps)
       theirs = batch_size / seconds
     step, state, program = bdjax_runner(cfg, variables, trim)
@@ -250,12 +286,14 @@ def main() -> None:
     length = trim_tokens(batch)["tokens"].shape[1] if trim else cfg.text.context_length
     rows.append((name, batch_size, length, theirs, ours, flops / seconds / 1e9))
     print(rows[-1], flush=True)
-  peaks = matmul_peak()
+  peaks = matmul_peak(gpu, args.precision)
   peak = max(peaks.values())
   shown = ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items())
+  sizes = "4096^2 and 8192^2" if gpu else "2048^2 and 4096^2"
+  where = torch.cuda.get_device_name() if gpu else f"CPU, torch threads: {torch.get_num_threads()}"
   print(
-    f"\nmatmul peak (f32, 2048^2 and 4096^2, best of 5): {shown} GFLOP/s; captions: "
-    f"{args.captions}; trim: {trim}; torch threads: {torch.get_num_threads()}; malloc: "
+    f"\nmatmul peak ({args.precision}, {sizes}, best of 5): {shown} GFLOP/s; captions: "
+    f"{args.captions}; trim: {trim}; {where}; malloc: "
     f"{'TCMalloc' if allocator.tcmalloc_loaded() else 'the C library (no LD_PRELOAD)'}\n"
   )
   print(
