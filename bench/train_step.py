@@ -19,7 +19,10 @@ or random tokens filling the 77-token context (`--captions=full`, where trimming
 nothing). Prints pairs/s of both, their ratio, and bdjax's FLOP/s (the step's FLOPs from XLA's
 cost analysis of the program that ran) against the measured matmul peak of this machine (the
 fastest float32 square matmul, 2048 or 4096, of XLA, NumPy's BLAS and PyTorch), as a Markdown
-table. open_clip runs first, before JAX's thread pools exist.
+table. Each is warmed up with two steps (their first losses must agree), then they are timed in
+turns, one step of each per round (`--steps` rounds), and each one's median step is what
+counts: on a shared machine whose speed drifts by 10% or more over minutes, turns put the drift
+on both alike.
 
 On a GPU (JAX's default backend is `gpu` and PyTorch sees CUDA) both run there, the batch is
 larger (`GPU_BATCH`), both are synchronised after every step, and the peak is the GPU's
@@ -134,15 +137,26 @@ def matmul_peak(gpu: bool = False, dtype: str = "float32", repeats: int = 5) -> 
   return peaks
 
 
-def time_steps(step, state, batch, steps: int) -> tuple[float, float]:
-  """Seconds per step over `steps` steps after two warm-up steps (compilation), and the loss of
-  the first step (both implementations start from the same weights: it must agree)."""
+def warm_up(step, state, batch):
+  """Two steps (compilation, first allocations): `(state, loss of the first step)`. Both
+  implementations start from the same weights, so the first losses must agree."""
   state, first = step(state, batch)
   state, _ = step(state, batch)
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, _ = step(state, batch)
-  return (time.perf_counter() - start) / steps, float(first)
+  return state, float(first)
+
+
+def time_rounds(runners: dict, batch, rounds: int) -> dict[str, list[float]]:
+  """Seconds of each step of each runner (`name: (step, state)`, warmed up), taken in turns:
+  one step of each per round, so that the machine's drift (about 10% over minutes on a shared
+  virtual machine) falls on all of them alike."""
+  states = {name: state for name, (_, state) in runners.items()}
+  seconds = {name: [] for name in runners}
+  for _ in range(rounds):
+    for name, (step, _) in runners.items():
+      start = time.perf_counter()
+      states[name], _ = step(states[name], batch)
+      seconds[name].append(time.perf_counter() - start)
+  return seconds
 
 
 def bdjax_runner(cfg, variables, trim: bool):
@@ -250,7 +264,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--models", default="small_vit,vit_b_32,rn50")
   parser.add_argument("--batch", type=int, default=0, help="0: the model's default")
-  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=8, help="timed steps of each")
   parser.add_argument("--captions", choices=("embedded", "full"), default="embedded")
   parser.add_argument("--trim", default="true", choices=("true", "false"))
   parser.add_argument("--skip_open_clip", action="store_true")
@@ -273,18 +287,27 @@ def main() -> None:
     batch_size = args.batch or (GPU_BATCH[name] if gpu else MODELS[name][1])
     batch = make_batch(cfg, batch_size, args.captions)
     variables = jax.device_get(build_model(cfg).init(jax.random.key(0), *example_inputs(cfg)))
-    theirs, their_loss = math.nan, math.nan
-    if not args.skip_open_clip:  # first: JAX's idle CPU threads are not yet there
+    runners, losses = {}, {"open_clip": math.nan}
+    if not args.skip_open_clip:
       step, state = open_clip_runner(cfg, variables, device)
-      seconds, their_loss = time_steps(step, state, batch, args.steps)
-      theirs = batch_size / seconds
+      state, losses["open_clip"] = warm_up(step, state, batch)
+      runners["open_clip"] = (step, state)
     step, state, program = bdjax_runner(cfg, variables, trim)
     flops = step_flops(program(state, batch))
-    seconds, our_loss = time_steps(step, state, batch, args.steps)
-    ours = batch_size / seconds
-    print(f"{name}: first-step loss open_clip {their_loss:.6f}, bdjax {our_loss:.6f}", flush=True)
+    state, losses["bdjax"] = warm_up(step, state, batch)
+    runners["bdjax"] = (step, state)
+    seconds = time_rounds(runners, batch, args.steps)
+    for who, times in seconds.items():
+      print(f"{name}: {who} seconds per step: {' '.join(f'{t:.3f}' for t in times)}")
+    median = {who: float(np.median(times)) for who, times in seconds.items()}
+    theirs = batch_size / median.get("open_clip", math.nan)
+    ours = batch_size / median["bdjax"]
+    print(
+      f"{name}: first-step loss open_clip {losses['open_clip']:.6f}, bdjax {losses['bdjax']:.6f}",
+      flush=True,
+    )
     length = trim_tokens(batch)["tokens"].shape[1] if trim else cfg.text.context_length
-    rows.append((name, batch_size, length, theirs, ours, flops / seconds / 1e9))
+    rows.append((name, batch_size, length, theirs, ours, flops / median['bdjax'] / 1e9))
     print(rows[-1], flush=True)
   peaks = matmul_peak(gpu, args.precision)
   peak = max(peaks.values())
