@@ -161,29 +161,49 @@ def test_stride_2_block_halves_height_and_width_with_the_pool_before_conv3():
   np.testing.assert_allclose(inter['downsample_0']['__call__'][0], short, rtol=1e-5, atol=1e-5)
 
 
-def test_attention_pool_equals_full_attention_row_of_the_mean_token():
-  """Reference maths: all tokens attend (OpenAI), keep token 0; heads split the channels."""
-  b, h, w, c, heads, out_dim = 2, 3, 3, 8, 2, 5
+def _full_attention_pool(p, x, heads):
+  """The straightforward maths (OpenAI's): every token projected to q, k and v, all tokens
+  attend, token 0 (the mean) kept; heads split the channels."""
+  b, h, w, c = x.shape
+  t = x.reshape(b, h * w, c)
+  t = jnp.concatenate([t.mean(1, keepdims=True), t], 1) + p['positional_embedding']
+  proj = lambda n, a: a @ p[n]['kernel'] + p[n]['bias']  # noqa: E731
+  d = c // heads
+  q, k, v = (proj(n, t).reshape(b, -1, heads, d) for n in ('q_proj', 'k_proj', 'v_proj'))
+  a = jax.nn.softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k) / np.sqrt(d), axis=-1)
+  return proj('c_proj', jnp.einsum('bhqk,bkhd->bqhd', a, v).reshape(b, -1, c))[:, 0]
+
+
+def _pool_and_params(b=2, h=3, w=3, c=8, heads=2, out_dim=5):
   x = jax.random.normal(jax.random.key(0), (b, h, w, c))
   pool = AttentionPool2d(heads=heads, output_dim=out_dim)
-  v = jax.jit(pool.init)(jax.random.key(1), x)
-  p = jax.tree.map(np.asarray, v['params'])
+  p = jax.tree.map(np.asarray, jax.jit(pool.init)(jax.random.key(1), x)['params'])
   p = {k: (val if k == 'positional_embedding' else dict(val)) for k, val in p.items()}
   for name in ('q_proj', 'k_proj', 'v_proj', 'c_proj'):  # non-zero biases
     p[name]['bias'] = np.random.default_rng(0).normal(size=p[name]['bias'].shape)
-  got = jax.jit(pool.apply)({'params': p}, x)
+  return pool, p, x
 
-  t = np.asarray(x).reshape(b, h * w, c)
-  t = np.concatenate([t.mean(1, keepdims=True), t], 1) + p['positional_embedding']
-  proj = lambda n, a: a @ p[n]['kernel'] + p[n]['bias']  # noqa: E731
-  d = c // heads
-  q, k, vv = (proj(n, t).reshape(b, -1, heads, d) for n in ('q_proj', 'k_proj', 'v_proj'))
-  logits = np.einsum('bqhd,bkhd->bhqk', q, k) / np.sqrt(d)
-  a = np.exp(logits - logits.max(-1, keepdims=True))
-  a /= a.sum(-1, keepdims=True)
-  o = np.einsum('bhqk,bkhd->bqhd', a, vv).reshape(b, -1, c)
-  want = proj('c_proj', o)[:, 0]
+
+def test_attention_pool_equals_full_attention_row_of_the_mean_token():
+  """Only the mean token is a query, and K and V are applied to it after the attention
+  (q . (t K + kb) = t . (K q) + q . kb; sum_n a_n (t_n V + vb) = (sum_n a_n t_n) V + vb):
+  the same output as OpenAI's full attention."""
+  pool, p, x = _pool_and_params()
+  got = jax.jit(pool.apply)({'params': p}, x)
+  want = _full_attention_pool(p, x, pool.heads)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_pool_gradients_equal_full_attentions():
+  """The reassociated pool trains as the full one: the same gradients for every parameter
+  (the key bias's is ~0 in both: softmax ignores a shift shared by all logits) and input."""
+  pool, p, x = _pool_and_params()
+  cot = jax.random.normal(jax.random.key(2), (x.shape[0], pool.output_dim))
+  ours = lambda p, x: jnp.sum(pool.apply({'params': p}, x) * cot)  # noqa: E731
+  full = lambda p, x: jnp.sum(_full_attention_pool(p, x, pool.heads) * cot)  # noqa: E731
+  got = jax.jit(jax.grad(ours, argnums=(0, 1)))(p, x)
+  want = jax.jit(jax.grad(full, argnums=(0, 1)))(p, x)
+  chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_default_heads_is_32_width_over_64(tiny):

@@ -67,7 +67,7 @@ def _rows(x: jax.Array) -> jax.Array:
   return x.reshape(-1, x.shape[-1])
 
 
-class _Weights(nn.Module):
+class Weights(nn.Module):
   """A ``kernel`` and a ``bias`` parameter (a projection's), returned for the caller to apply."""
 
   kernel_shape: tuple[int, ...]
@@ -104,7 +104,7 @@ class SelfAttention(nn.Module):
     b, length, w = x.shape
     h = self.heads
     d = w // h
-    qkv = [_Weights((w, h, d), (h, d), self.attn_std, name=n)() for n in ('query', 'key', 'value')]
+    qkv = [Weights((w, h, d), (h, d), self.attn_std, name=n)() for n in ('query', 'key', 'value')]
     kernel = jnp.concatenate([k.reshape(w, w) for k, _ in qkv], axis=1).astype(self.dtype)
     bias = jnp.concatenate([bb.reshape(w) for _, bb in qkv]).astype(self.dtype)
     y = (_rows(x.astype(self.dtype)) @ kernel + bias).reshape(b, length, 3, h, d)
@@ -115,7 +115,7 @@ class SelfAttention(nn.Module):
       logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
     weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
     y = jnp.transpose(jnp.einsum('bhqk,bhkd->bhqd', weights, v), (0, 2, 1, 3))
-    out_kernel, out_bias = _Weights((h, d, w), (w,), self.proj_std, name='out')()
+    out_kernel, out_bias = Weights((h, d, w), (w,), self.proj_std, name='out')()
     y = _rows(y.reshape(b, length, w)) @ out_kernel.reshape(w, w).astype(self.dtype)
     return (y + out_bias.astype(self.dtype)).reshape(b, length, w)
 
