@@ -35,8 +35,10 @@ same. Nor are ``k_proj`` and ``v_proj`` applied to every token: with ``K_h``, ``
 head's columns of their kernels and ``kb``, ``vb`` their biases,
 ``q_h . k_h,n = t_n . (K_h q_h) + q_h . kb_h`` and
 ``sum_n a_h,n v_h,n = (sum_n a_h,n t_n) V_h + vb_h`` (the weights sum to 1), so each kernel
-meets one vector per head instead of ``n + 1`` tokens: 6% of RN50's training FLOPs saved. The positional table (``n + 1`` rows) is sized from the input at ``init``; at another
-(square-gridded) resolution it is resized bicubically as the ViT's is (see vit.py).
+meets one vector per head instead of ``n + 1`` tokens: 6% of RN50's training FLOPs saved.
+``q_h . kb_h`` is the same for every token, and softmax ignores it. The positional table
+(``n + 1`` rows) is sized from the input at ``init``; at another (square-gridded)
+resolution it is resized bicubically as the ViT's is (see vit.py).
 
 Parameter correspondence with OpenAI's ``visual.*`` (PyTorch -> Flax). Rule: the PyTorch
 module path with '.' replaced by '_' inside ``layer{i}.{j}`` and ``downsample.{k}``, then
@@ -176,23 +178,20 @@ class AttentionPool2d(nn.Module):
     )
     heads, t = self.heads, t.astype(self.dtype)
     q = dense(c, 'q_proj')(t[:, 0]).reshape(b, heads, d) * d**-0.5
-    k_kernel, k_bias, v_kernel, v_bias = (
+    k_kernel, _, v_kernel, v_bias = (
       a.astype(self.dtype)
       for n in ('k_proj', 'v_proj')
       for a in Weights((c, c), (c,), c**-0.5, name=n)()
     )
-    # q_h . (t_n K_h + kb_h) = t_n . (K_h q_h) + q_h . kb_h: K_h q_h once, not K_h for every t_n.
+    # q_h . (t_n K_h + kb_h) = t_n . (K_h q_h) + q_h . kb_h, the last term the same for every
+    # token (softmax ignores it): K_h q_h once, not K_h for every t_n.
     u = jnp.einsum('chd,bhd->bch', k_kernel.reshape(c, heads, d), q)
     logits = jnp.einsum('bnc,bch->bhn', t, u, preferred_element_type=jnp.float32)
-    logits += jnp.einsum(
-      'bhd,hd->bh', q, k_bias.reshape(heads, d), preferred_element_type=jnp.float32
-    )[..., None]
     weights = jax.nn.softmax(logits, axis=-1).astype(t.dtype)
     # sum_n a_hn (t_n V_h + vb_h) = (sum_n a_hn t_n) V_h + vb_h, as the weights sum to 1.
     mixed = jnp.einsum('bhn,bnc->bhc', weights, t)
-    out = jnp.einsum('bhc,chd->bhd', mixed, v_kernel.reshape(c, heads, d)) + v_bias.reshape(
-      heads, d
-    )
+    out = jnp.einsum('bhc,chd->bhd', mixed, v_kernel.reshape(c, heads, d))
+    out = out + v_bias.reshape(heads, d)
     out = dense(self.output_dim, 'c_proj')(out.reshape(b, c))
     chex.assert_shape(out, (b, self.output_dim))
     return out
